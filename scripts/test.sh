@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The one command that runs every test: installs what the tests need (FUSE tools; Rust
+# must already be there), then runs the whole workspace's tests. Needs root (or a user
+# allowed to mount FUSE filesystems) and /dev/fuse.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+command -v fusermount3 >/dev/null || missing+=(fuse3)
+command -v sha256sum >/dev/null || missing+=(coreutils)
+command -v find >/dev/null || missing+=(findutils)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
+fi
+[ -e /dev/fuse ] || { echo "test.sh: /dev/fuse is missing: the tests mount real FUSE filesystems" >&2; exit 1; }
+
+cargo test --workspace --locked "$@"

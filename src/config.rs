@@ -1,0 +1,282 @@
+//! One validated configuration. Everything a user can get wrong on the command line is
+//! checked here, before any network request or mount, with a message naming the cause.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::Cli;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no endpoint given: pass --endpoint URL (e.g. --endpoint https://xos.example.com)")]
+    MissingEndpoint,
+    #[error("endpoint '{0}' is not a URL with http:// or https:// in front")]
+    EndpointScheme(String),
+    #[error("endpoint '{url}' is not a valid URL: {reason}")]
+    EndpointInvalid { url: String, reason: String },
+    #[error("'{0}' is not a valid bucket name (expected BUCKET or BUCKET:/PREFIX)")]
+    Bucket(String),
+    #[error("prefix '{0}' is not usable: it has an empty, '.' or '..' component")]
+    Prefix(String),
+    #[error("{option} '{value}' is not an octal permission (e.g. 0644)")]
+    Mode { option: &'static str, value: String },
+    #[error("log level '{0}' is not one of error, warn, info, debug, trace")]
+    LogLevel(String),
+    #[error("{0} must be at least 1 second")]
+    ZeroTimeout(&'static str),
+    #[error("{option} '{value}' is not a size (e.g. 8M, 1G, 65536)")]
+    Size { option: &'static str, value: String },
+    #[error("--part-size must be between 5M and 5G (got {0})")]
+    PartSize(String),
+    #[error("--write-buffer ({buffer}) must hold at least one part (--part-size {part})")]
+    WriteBuffer { buffer: String, part: String },
+    #[error("--acl '{0}' is not a canned ACL (private, public-read, public-read-write, authenticated-read, bucket-owner-read, bucket-owner-full-control)")]
+    Acl(String),
+    #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
+    NoCacheDir,
+}
+
+const CANNED_ACLS: &[&str] =
+    &["private", "public-read", "public-read-write", "authenticated-read", "bucket-owner-read", "bucket-owner-full-control"];
+
+/// How files are written back.
+#[derive(Debug, Clone)]
+pub struct WriteSettings {
+    pub part_size: u64,
+    pub concurrency: usize,
+    pub buffer: u64,
+    pub cache_dir: PathBuf,
+    pub acl: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListVersion {
+    V1,
+    V2,
+}
+
+/// What the object-store layer needs to reach the bucket.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub path_style: bool,
+    pub list_version: ListVersion,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+/// What the filesystem core needs: the view of the bucket and the POSIX defaults.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    /// "" for the whole bucket, else "a/b/" (no leading slash, one trailing slash).
+    pub prefix: String,
+    pub read_only: bool,
+    pub uid: u32,
+    pub gid: u32,
+    pub file_mode: u16,
+    pub dir_mode: u16,
+    /// How long attributes and listings are trusted before asking the store again.
+    pub metadata_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub s3: S3Config,
+    pub fs: FsConfig,
+    pub write: WriteSettings,
+    pub mountpoint: PathBuf,
+    pub passwd_file: Option<PathBuf>,
+    pub foreground: bool,
+    pub log_level: String,
+    pub log_file: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let endpoint = validate_endpoint(cli.endpoint.as_deref())?;
+        let (bucket, prefix) = parse_bucket_spec(&cli.bucket)?;
+        let file_mode = parse_mode("--file-mode", &cli.file_mode)?;
+        let dir_mode = parse_mode("--dir-mode", &cli.dir_mode)?;
+        let log_level = cli.log_level.to_ascii_lowercase();
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            return Err(ConfigError::LogLevel(cli.log_level));
+        }
+        if cli.connect_timeout == 0 {
+            return Err(ConfigError::ZeroTimeout("--connect-timeout"));
+        }
+        if cli.read_timeout == 0 {
+            return Err(ConfigError::ZeroTimeout("--read-timeout"));
+        }
+        let part_size = parse_size("--part-size", &cli.part_size)?;
+        if !(5 << 20..=5 << 30).contains(&part_size) {
+            return Err(ConfigError::PartSize(cli.part_size));
+        }
+        let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
+        if buffer < part_size {
+            return Err(ConfigError::WriteBuffer { buffer: cli.write_buffer, part: cli.part_size });
+        }
+        if let Some(acl) = &cli.acl {
+            if !CANNED_ACLS.contains(&acl.as_str()) {
+                return Err(ConfigError::Acl(acl.clone()));
+            }
+        }
+        let cache_dir = match cli.cache_dir {
+            Some(dir) => dir,
+            None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
+        };
+        // SAFETY: geteuid/getegid cannot fail and touch no memory.
+        let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        Ok(Config {
+            s3: S3Config {
+                endpoint,
+                region: cli.region,
+                bucket,
+                path_style: cli.path_style,
+                list_version: if cli.list_version == 2 { ListVersion::V2 } else { ListVersion::V1 },
+                connect_timeout: Duration::from_secs(cli.connect_timeout),
+                read_timeout: Duration::from_secs(cli.read_timeout),
+            },
+            fs: FsConfig {
+                prefix,
+                read_only: cli.read_only,
+                uid: cli.uid.unwrap_or(euid),
+                gid: cli.gid.unwrap_or(egid),
+                file_mode,
+                dir_mode,
+                metadata_ttl: Duration::from_secs(1),
+            },
+            write: WriteSettings {
+                part_size,
+                concurrency: usize::from(cli.upload_concurrency),
+                buffer,
+                cache_dir,
+                acl: cli.acl,
+                storage_class: cli.storage_class,
+            },
+            mountpoint: cli.mountpoint,
+            passwd_file: cli.passwd_file,
+            foreground: cli.foreground,
+            log_level,
+            log_file: cli.log_file,
+        })
+    }
+}
+
+fn validate_endpoint(endpoint: Option<&str>) -> Result<String, ConfigError> {
+    let raw = endpoint.ok_or(ConfigError::MissingEndpoint)?;
+    let lower = raw.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(ConfigError::EndpointScheme(raw.to_string()));
+    }
+    let url = url::Url::parse(raw).map_err(|e| ConfigError::EndpointInvalid {
+        url: raw.to_string(),
+        reason: e.to_string(),
+    })?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::EndpointInvalid { url: raw.to_string(), reason: "no host".into() });
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::EndpointInvalid {
+            url: raw.to_string(),
+            reason: "a query or fragment has no place in an endpoint".into(),
+        });
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+/// `bucket` or `bucket:/some/prefix` (the s3fs spelling) into the bucket and "some/prefix/".
+fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
+    let (bucket, prefix) = match spec.split_once(':') {
+        Some((b, p)) => (b, p),
+        None => (spec, ""),
+    };
+    let valid_bucket = (1..=255).contains(&bucket.len())
+        && bucket.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_".contains(&c));
+    if !valid_bucket {
+        return Err(ConfigError::Bucket(spec.to_string()));
+    }
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok((bucket.to_string(), String::new()));
+    }
+    if trimmed.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return Err(ConfigError::Prefix(prefix.to_string()));
+    }
+    Ok((bucket.to_string(), format!("{trimmed}/")))
+}
+
+/// `$XDG_CACHE_HOME/xosfs`, else `~/.cache/xosfs`.
+fn default_cache_dir() -> Option<PathBuf> {
+    let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
+    xdg.or(home).map(|d| d.join("xosfs"))
+}
+
+/// Bytes, with an optional K, M, G or T suffix (powers of 1024; `MiB`/`MB` spellings too).
+pub fn parse_size(option: &'static str, value: &str) -> Result<u64, ConfigError> {
+    let err = || ConfigError::Size { option, value: value.to_string() };
+    let v = value.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (num, unit) = v.split_at(digits);
+    let num: u64 = num.parse().map_err(|_| err())?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return Err(err()),
+    };
+    num.checked_mul(1 << shift).ok_or_else(err)
+}
+
+fn parse_mode(option: &'static str, value: &str) -> Result<u16, ConfigError> {
+    u16::from_str_radix(value, 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| ConfigError::Mode { option, value: value.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_needs_a_scheme() {
+        assert!(matches!(validate_endpoint(Some("xos.example.com")), Err(ConfigError::EndpointScheme(_))));
+        assert!(matches!(validate_endpoint(None), Err(ConfigError::MissingEndpoint)));
+        assert!(matches!(validate_endpoint(Some("http://")), Err(ConfigError::EndpointInvalid { .. })));
+        assert_eq!(validate_endpoint(Some("https://h:9000/")).unwrap(), "https://h:9000");
+    }
+
+    #[test]
+    fn bucket_spec_splits_the_prefix() {
+        assert_eq!(parse_bucket_spec("b").unwrap(), ("b".into(), "".into()));
+        assert_eq!(parse_bucket_spec("b:/x/y").unwrap(), ("b".into(), "x/y/".into()));
+        assert_eq!(parse_bucket_spec("b:/x/y/").unwrap(), ("b".into(), "x/y/".into()));
+        assert!(parse_bucket_spec("b:/x//y").is_err());
+        assert!(parse_bucket_spec("b:/x/../y").is_err());
+        assert!(parse_bucket_spec("").is_err());
+        assert!(parse_bucket_spec("a b").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("x", "8M").unwrap(), 8 << 20);
+        assert_eq!(parse_size("x", "256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("x", "1g").unwrap(), 1 << 30);
+        assert_eq!(parse_size("x", "65536").unwrap(), 65536);
+        assert!(parse_size("x", "8X").is_err());
+        assert!(parse_size("x", "M").is_err());
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("--file-mode", "644").unwrap(), 0o644);
+        assert_eq!(parse_mode("--file-mode", "0750").unwrap(), 0o750);
+        assert!(parse_mode("--file-mode", "999").is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! File attributes, and the s3fs-compatible user metadata they are read from
+//! (`x-amz-meta-mode`, `-uid`, `-gid`, `-mtime`), so both tools show a bucket alike.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::FsConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Directory,
+}
+
+/// The attributes the core reports; the FUSE adapter turns them into wire structs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: u64,
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What identifies one version of an object, and the POSIX attributes stored with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ObjectStat {
+    pub size: u64,
+    pub last_modified: Option<SystemTime>,
+    pub etag: Option<String>,
+    pub posix: PosixMeta,
+}
+
+/// POSIX attributes found in user metadata; `None` where the object carries none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PosixMeta {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl PosixMeta {
+    /// Reads s3fs's encoding: decimal numbers, mtime in (possibly fractional) seconds.
+    pub fn from_metadata(meta: &HashMap<String, String>) -> PosixMeta {
+        let get = |k: &str| meta.get(k).map(|v| v.trim());
+        PosixMeta {
+            mode: get("mode").and_then(|v| v.parse().ok()),
+            uid: get("uid").and_then(|v| v.parse().ok()),
+            gid: get("gid").and_then(|v| v.parse().ok()),
+            mtime: get("mtime")
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s)),
+        }
+    }
+}
+
+impl ObjectStat {
+    /// Whether two stats describe the same object version. Some stores list no ETag, so
+    /// size and modification time decide when either side lacks one.
+    pub fn same_version(&self, other: &ObjectStat) -> bool {
+        match (&self.etag, &other.etag) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.size == other.size && self.last_modified == other.last_modified,
+        }
+    }
+}
+
+/// Attributes of an object (file) given the mount's defaults.
+pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: SystemTime) -> Attr {
+    Attr {
+        ino,
+        kind: Kind::File,
+        size: stat.size,
+        mtime: stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time),
+        perm: stat.posix.mode.map_or(cfg.file_mode, |m| (m & 0o7777) as u16),
+        uid: stat.posix.uid.unwrap_or(cfg.uid),
+        gid: stat.posix.gid.unwrap_or(cfg.gid),
+    }
+}
+
+/// Attributes of a directory, which as a prefix has no metadata of its own.
+pub fn dir_attr(ino: u64, cfg: &FsConfig, mtime: SystemTime) -> Attr {
+    Attr { ino, kind: Kind::Directory, size: 4096, mtime, perm: cfg.dir_mode, uid: cfg.uid, gid: cfg.gid }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3fs_metadata_is_read() {
+        let meta: HashMap<String, String> = [("mode", "33188"), ("uid", "1000"), ("gid", "100"), ("mtime", "1700000000.5")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let p = PosixMeta::from_metadata(&meta);
+        assert_eq!(p.mode, Some(0o100644));
+        assert_eq!((p.uid, p.gid), (Some(1000), Some(100)));
+        assert_eq!(p.mtime, Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)));
+    }
+
+    #[test]
+    fn garbage_metadata_falls_back_to_defaults() {
+        let meta: HashMap<String, String> =
+            [("mode", "rwx"), ("mtime", "-3")].into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(PosixMeta::from_metadata(&meta), PosixMeta::default());
+    }
+
+    #[test]
+    fn versions_compare_by_etag_else_size_and_time() {
+        let t = Some(UNIX_EPOCH);
+        let a = ObjectStat { size: 1, last_modified: t, etag: Some("x".into()), ..Default::default() };
+        let b = ObjectStat { size: 2, last_modified: None, etag: Some("x".into()), ..Default::default() };
+        assert!(a.same_version(&b));
+        let c = ObjectStat { size: 1, last_modified: t, etag: None, ..Default::default() };
+        assert!(a.same_version(&c));
+        let d = ObjectStat { size: 3, last_modified: t, etag: None, ..Default::default() };
+        assert!(!a.same_version(&d));
+    }
+}

@@ -1,0 +1,58 @@
+//! The core's error, and the one place where errors become errno values.
+
+use crate::s3::ObjectError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotDirectory,
+    #[error("is a directory")]
+    IsDirectory,
+    #[error("read-only file system")]
+    ReadOnly,
+    #[error("operation not supported yet")]
+    NotSupported,
+    #[error("stale file handle")]
+    BadHandle,
+    #[error("invalid file name")]
+    InvalidName,
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("{0}")]
+    Write(#[from] crate::write::WriteError),
+    #[error("object store: {0}")]
+    Store(#[from] ObjectError),
+}
+
+impl FsError {
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::NotDirectory => libc::ENOTDIR,
+            FsError::IsDirectory => libc::EISDIR,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NotSupported => libc::ENOTSUP,
+            FsError::BadHandle => libc::EBADF,
+            FsError::InvalidName => libc::EINVAL,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Write(crate::write::WriteError::Staging(e)) => e.raw_os_error().unwrap_or(libc::EIO),
+            FsError::Write(_) => libc::EIO,
+            FsError::Store(e) => match e {
+                ObjectError::NotFound => libc::ENOENT,
+                ObjectError::AccessDenied { .. } => libc::EACCES,
+                ObjectError::Timeout(_) => libc::ETIMEDOUT,
+                _ => libc::EIO,
+            },
+        }
+    }
+
+    /// Expected outcomes (a name that does not exist) are not worth a log line.
+    pub fn is_routine(&self) -> bool {
+        matches!(self, FsError::NotFound | FsError::Store(ObjectError::NotFound))
+    }
+}

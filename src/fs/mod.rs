@@ -1,0 +1,659 @@
+//! POSIX semantics over objects, with no FUSE types: this is what the adapter calls and
+//! what tests can drive without a mount.
+//!
+//! The namespace contract (see ARCHITECTURE.md): a directory is a `dir/` marker or any
+//! key below `dir/`; when `x` and `x/` both exist the directory wins; keys that cannot be
+//! a path component are skipped with a warning.
+
+mod attr;
+mod error;
+mod inode;
+mod listing;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::Mutex as AsyncMutex;
+
+pub use attr::{Attr, Kind, ObjectStat, PosixMeta};
+pub use error::FsError;
+pub use inode::ROOT_INO;
+pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAME_MAX};
+
+use crate::config::FsConfig;
+use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
+use crate::write::{BaseObject, MetaChange, Uploaded, WriteConfig, WriterHandle};
+
+/// The largest object CopyObject copies in one request.
+const MAX_SINGLE_COPY: u64 = 5 << 30;
+use inode::{Inode, InodeTable};
+
+/// Keys per listing request: the most S3 and XOS return in one page.
+const LIST_PAGE_KEYS: i32 = 1000;
+
+/// One directory entry as readdir reports it.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    pub name: String,
+    pub attr: Attr,
+}
+
+/// Totals reported by statfs: an object store has no fixed size, so say "plenty".
+#[derive(Debug, Clone, Copy)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub block_size: u32,
+    pub name_max: u32,
+}
+
+/// An open file: the object version seen at open is the one read (close-to-open); a file
+/// open for writing has its writer.
+struct OpenFile {
+    ino: u64,
+    key: String,
+    size: u64,
+    writer: Option<WriterHandle>,
+    /// The process that opened the file (its thread group id).
+    opener: Option<u32>,
+}
+
+/// A chmod/chown/utimens request; `None` fields stay as they are.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttrChange {
+    pub mode: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub mtime: Option<SystemTime>,
+}
+
+impl AttrChange {
+    fn is_empty(&self) -> bool {
+        self.mode.is_none() && self.uid.is_none() && self.gid.is_none() && self.mtime.is_none()
+    }
+}
+
+/// What new objects carry besides their POSIX attributes.
+#[derive(Debug, Clone, Default)]
+pub struct UploadDefaults {
+    pub acl: Option<String>,
+    pub storage_class: Option<String>,
+}
+
+/// An open directory: its listing, loaded page by page as readdir asks for more.
+struct DirHandle {
+    ino: u64,
+    entries: Vec<DirEntry>,
+    merger: EntryMerger,
+    next: Option<String>,
+    started: bool,
+    done: bool,
+}
+
+pub struct Fs {
+    client: Arc<ObjectClient>,
+    cfg: FsConfig,
+    inodes: InodeTable,
+    files: DashMap<u64, Arc<OpenFile>>,
+    dirs: DashMap<u64, Arc<AsyncMutex<DirHandle>>>,
+    /// The latest writer of each file open for writing: stat and reads see its data.
+    writers: DashMap<u64, WriterHandle>,
+    write_cfg: Arc<WriteConfig>,
+    upload_defaults: UploadDefaults,
+    next_handle: AtomicU64,
+    mounted_at: SystemTime,
+}
+
+impl Fs {
+    pub fn new(client: Arc<ObjectClient>, cfg: FsConfig, write_cfg: Arc<WriteConfig>, upload_defaults: UploadDefaults) -> Fs {
+        Fs {
+            inodes: InodeTable::new(&cfg.prefix),
+            client,
+            cfg,
+            files: DashMap::new(),
+            dirs: DashMap::new(),
+            writers: DashMap::new(),
+            write_cfg,
+            upload_defaults,
+            next_handle: AtomicU64::new(1),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    pub fn config(&self) -> &FsConfig {
+        &self.cfg
+    }
+
+    fn inode(&self, ino: u64) -> Result<Arc<Inode>, FsError> {
+        self.inodes.get(ino).ok_or(FsError::NotFound)
+    }
+
+    fn attr_of(&self, inode: &Inode) -> Attr {
+        match inode.kind {
+            Kind::Directory => attr::dir_attr(inode.ino, &self.cfg, self.mounted_at),
+            Kind::File => {
+                let mut attr = attr::file_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
+                if let Some(writer) = self.writer_of(inode.ino) {
+                    attr.size = writer.size();
+                }
+                attr
+            }
+        }
+    }
+
+    fn writer_of(&self, ino: u64) -> Option<WriterHandle> {
+        self.writers.get(&ino).map(|w| w.value().clone())
+    }
+
+    /// Whether the store's view of this file may be used: not while it is being written,
+    /// when the local data is the truth.
+    fn needs_revalidation(&self, inode: &Inode) -> bool {
+        inode.kind == Kind::File && !self.writers.contains_key(&inode.ino) && inode.fresh_stat(self.cfg.metadata_ttl).is_none()
+    }
+
+    /// Finds `name` in `parent`; on success the kernel holds one more reference to it.
+    pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr, FsError> {
+        let dir = self.inode(parent)?;
+        if dir.kind != Kind::Directory {
+            return Err(FsError::NotDirectory);
+        }
+        if invalid_name_reason(name).is_some() {
+            return Err(FsError::NotFound);
+        }
+        let inode = match self.inodes.child(parent, name) {
+            Some(known) if !self.needs_revalidation(&known) => known,
+            _ => self.resolve_child(&dir, name).await?,
+        };
+        self.inodes.remember(&inode);
+        Ok(self.attr_of(&inode))
+    }
+
+    /// Asks the store what `name` is: a directory if anything lies below `name/` (which
+    /// wins over an object of the same name), else a file if the object exists.
+    async fn resolve_child(&self, dir: &Inode, name: &str) -> Result<Arc<Inode>, FsError> {
+        let file_key = format!("{}{name}", dir.key);
+        let dir_prefix = format!("{file_key}/");
+        let (listed, head) =
+            tokio::join!(self.client.list_page(&dir_prefix, None, 1), self.client.head_object(&file_key));
+        let listed = listed?;
+        if !listed.objects.is_empty() || !listed.common_prefixes.is_empty() {
+            return Ok(self.inodes.upsert_child(dir, name, Kind::Directory));
+        }
+        match head {
+            Ok(info) => {
+                let inode = self.inodes.upsert_child(dir, name, Kind::File);
+                inode.set_stat(stat_from_head(info));
+                Ok(inode)
+            }
+            Err(ObjectError::NotFound) => {
+                if let Some(stale) = self.inodes.child(dir.ino, name) {
+                    self.inodes.unlink_child(dir.ino, name, stale.ino);
+                }
+                Err(FsError::NotFound)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        self.inodes.forget(ino, n);
+    }
+
+    pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        let inode = self.inode(ino)?;
+        if self.needs_revalidation(&inode) {
+            self.revalidate(&inode).await?;
+        }
+        Ok(self.attr_of(&inode))
+    }
+
+    async fn revalidate(&self, inode: &Inode) -> Result<ObjectStat, FsError> {
+        match self.client.head_object(&inode.key).await {
+            Ok(info) => {
+                let stat = stat_from_head(info);
+                inode.set_stat(stat.clone());
+                Ok(stat)
+            }
+            Err(ObjectError::NotFound) => {
+                self.inodes.unlink_child(inode.parent, &inode.name, inode.ino);
+                Err(FsError::NotFound)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens a file. Writing needs a fresh HEAD (the ETag of the base); `truncate` drops
+    /// the old content, which then is replaced at close even if nothing is written.
+    pub async fn open(&self, ino: u64, write: bool, truncate: bool, pid: u32) -> Result<u64, FsError> {
+        let inode = self.inode(ino)?;
+        if inode.kind == Kind::Directory {
+            return Err(FsError::IsDirectory);
+        }
+        if write && self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let stat = if self.writers.contains_key(&ino) {
+            inode.stat()
+        } else if write || self.needs_revalidation(&inode) {
+            self.revalidate(&inode).await?
+        } else {
+            inode.stat()
+        };
+        let writer = write.then(|| {
+            let base = (!truncate).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
+            let writer = self.spawn_writer(&inode, base);
+            self.writers.insert(ino, writer.clone());
+            writer
+        });
+        Ok(self.add_handle(OpenFile { ino, key: inode.key.clone(), size: stat.size, writer, opener: thread_group_of(pid) }))
+    }
+
+    fn add_handle(&self, file: OpenFile) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.files.insert(fh, Arc::new(file));
+        fh
+    }
+
+    fn spawn_writer(&self, inode: &Inode, base: Option<BaseObject>) -> WriterHandle {
+        let posix = attr::file_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
+        let metadata: HashMap<String, String> = [
+            ("mode".to_string(), (libc::S_IFREG | u32::from(posix.perm)).to_string()),
+            ("uid".to_string(), posix.uid.to_string()),
+            ("gid".to_string(), posix.gid.to_string()),
+        ]
+        .into();
+        let opts = PutOptions {
+            content_type: Some(mime_guess::from_path(&inode.name).first_or_octet_stream().essence_str().to_string()),
+            metadata,
+            acl: self.upload_defaults.acl.clone(),
+            storage_class: self.upload_defaults.storage_class.clone(),
+        };
+        WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), inode.key.clone(), opts, base)
+    }
+
+    /// Makes `name` in `parent` as an empty file open for writing; it is stored at close.
+    pub async fn create(&self, parent: u64, name: &str, perm: u16, uid: u32, gid: u32, pid: u32) -> Result<(Attr, u64), FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        let now = SystemTime::now();
+        let inode = self.inodes.upsert_child(&dir, name, Kind::File);
+        inode.set_stat(ObjectStat {
+            size: 0,
+            last_modified: Some(now),
+            etag: None,
+            posix: PosixMeta { mode: Some(libc::S_IFREG | u32::from(perm)), uid: Some(uid), gid: Some(gid), mtime: Some(now) },
+        });
+        let writer = self.spawn_writer(&inode, None);
+        self.writers.insert(inode.ino, writer.clone());
+        self.inodes.remember(&inode);
+        let opener = thread_group_of(pid);
+        let fh = self.add_handle(OpenFile { ino: inode.ino, key: inode.key.clone(), size: 0, writer: Some(writer), opener });
+        Ok((self.attr_of(&inode), fh))
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<OpenFile>, FsError> {
+        self.files.get(&fh).map(|f| f.value().clone()).ok_or(FsError::BadHandle)
+    }
+
+    /// Up to `size` bytes at `offset`; fewer only at the end of the file. A file being
+    /// written reads through its writer, so readers see the written data.
+    pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
+        let file = self.handle(fh)?;
+        if let Some(writer) = file.writer.clone().or_else(|| self.writer_of(file.ino)) {
+            return Ok(writer.read(offset, size).await?);
+        }
+        let end = offset.saturating_add(u64::from(size)).min(file.size);
+        if offset >= end {
+            return Ok(Bytes::new());
+        }
+        match self.client.get_range(&file.key, offset..end).await {
+            Ok(bytes) => Ok(bytes),
+            // The object shrank since open: what was there is gone, so this is its end.
+            Err(ObjectError::InvalidRange) => Ok(Bytes::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn write(&self, fh: u64, offset: u64, data: Vec<u8>) -> Result<u32, FsError> {
+        let writer = self.handle(fh)?.writer.clone().ok_or(FsError::BadHandle)?;
+        Ok(writer.write(offset, data).await?)
+    }
+
+    /// close(2): the file's data is durable in the store when this returns Ok. A close by
+    /// another process (a child that inherited the descriptor and exec'd or exited) does
+    /// not upload a file its opener is still writing.
+    pub async fn flush(&self, fh: u64, pid: u32) -> Result<(), FsError> {
+        let file = self.handle(fh)?;
+        if file.writer.is_some() && file.opener.is_some() && thread_group_of(pid) != file.opener {
+            return Ok(());
+        }
+        self.fsync(fh).await
+    }
+
+    /// fsync(2): uploads what is written so far.
+    pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
+        let file = self.handle(fh)?;
+        if let Some(writer) = &file.writer {
+            if let Some(uploaded) = writer.flush().await? {
+                self.record_upload(file.ino, uploaded);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn release(&self, fh: u64) -> Result<(), FsError> {
+        let Some((_, file)) = self.files.remove(&fh) else { return Ok(()) };
+        let Some(writer) = &file.writer else { return Ok(()) };
+        let result = writer.close().await;
+        self.writers.remove_if(&file.ino, |_, w| w.same(writer));
+        if let Some(uploaded) = result? {
+            self.record_upload(file.ino, uploaded);
+        }
+        Ok(())
+    }
+
+    /// Makes a directory: a `name/` marker object carrying its attributes.
+    pub async fn mkdir(&self, parent: u64, name: &str, perm: u16, uid: u32, gid: u32) -> Result<Attr, FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        if self.find_child(&dir, name).await?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let key = format!("{}{name}/", dir.key);
+        let secs = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let opts = PutOptions {
+            content_type: Some("application/x-directory".into()),
+            metadata: [
+                ("mode".to_string(), (libc::S_IFDIR | u32::from(perm)).to_string()),
+                ("uid".to_string(), uid.to_string()),
+                ("gid".to_string(), gid.to_string()),
+                ("mtime".to_string(), secs.to_string()),
+            ]
+            .into(),
+            acl: self.upload_defaults.acl.clone(),
+            storage_class: self.upload_defaults.storage_class.clone(),
+        };
+        self.client.put_object(&key, Bytes::new(), &opts).await?;
+        let inode = self.inodes.upsert_child(&dir, name, Kind::Directory);
+        self.inodes.remember(&inode);
+        Ok(self.attr_of(&inode))
+    }
+
+    /// Removes a file. One still open for writing keeps working for its descriptors but is
+    /// not stored when closed.
+    pub async fn unlink(&self, parent: u64, name: &str) -> Result<(), FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        let child = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
+        if child.kind == Kind::Directory {
+            return Err(FsError::IsDirectory);
+        }
+        if let Some((_, writer)) = self.writers.remove(&child.ino) {
+            writer.discard().await?;
+        }
+        self.client.delete_object(&child.key).await?;
+        self.inodes.unlink_child(parent, name, child.ino);
+        Ok(())
+    }
+
+    /// Removes an empty directory (its marker, if it has one).
+    pub async fn rmdir(&self, parent: u64, name: &str) -> Result<(), FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        let child = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
+        if child.kind != Kind::Directory {
+            return Err(FsError::NotDirectory);
+        }
+        let page = self.client.list_page(&child.key, None, 2).await?;
+        let only_marker = page.common_prefixes.is_empty() && page.objects.iter().all(|o| o.key == child.key);
+        if !only_marker || self.writers.iter().any(|w| self.inodes.get(*w.key()).is_some_and(|i| i.parent == child.ino)) {
+            return Err(FsError::NotEmpty);
+        }
+        self.client.delete_object(&child.key).await?;
+        self.inodes.unlink_child(parent, name, child.ino);
+        Ok(())
+    }
+
+    /// The directory `parent`, checked for a change of its entry `name`.
+    fn writable_dir(&self, parent: u64, name: &str) -> Result<Arc<Inode>, FsError> {
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let dir = self.inode(parent)?;
+        if dir.kind != Kind::Directory {
+            return Err(FsError::NotDirectory);
+        }
+        if invalid_name_reason(name).is_some() {
+            return Err(FsError::InvalidName);
+        }
+        Ok(dir)
+    }
+
+    /// The entry `name` of `dir`, from memory when fresh, else from the store.
+    async fn find_child(&self, dir: &Inode, name: &str) -> Result<Option<Arc<Inode>>, FsError> {
+        if let Some(known) = self.inodes.child(dir.ino, name) {
+            if !self.needs_revalidation(&known) {
+                return Ok(Some(known));
+            }
+        }
+        match self.resolve_child(dir, name).await {
+            Ok(inode) => Ok(Some(inode)),
+            Err(FsError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// chmod, chown, utimens: kept in the s3fs-compatible metadata. A file being written
+    /// stores them with its upload; any other file is copied onto itself with the new
+    /// metadata (the object is otherwise unchanged).
+    pub async fn set_attributes(&self, ino: u64, fh: Option<u64>, change: AttrChange) -> Result<Attr, FsError> {
+        let inode = self.inode(ino)?;
+        if change.is_empty() {
+            return Ok(self.attr_of(&inode));
+        }
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        if inode.kind == Kind::Directory {
+            return Err(FsError::NotSupported);
+        }
+        let mut stat = inode.stat();
+        let current = attr::file_attr(ino, &stat, &self.cfg, self.mounted_at);
+        let mode = libc::S_IFREG | u32::from(change.mode.unwrap_or(current.perm));
+        let meta = MetaChange { mode: Some(mode), uid: change.uid.or(Some(current.uid)), gid: change.gid.or(Some(current.gid)), mtime: change.mtime };
+        let writer = fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
+        match writer {
+            Some(writer) => writer.set_meta(meta).await?,
+            None => {
+                let info = self.client.head_object(&inode.key).await?;
+                if info.size > MAX_SINGLE_COPY {
+                    return Err(FsError::NotSupported);
+                }
+                let mut metadata = info.metadata.clone();
+                metadata.insert("mode".into(), mode.to_string());
+                metadata.insert("uid".into(), meta.uid.unwrap_or(current.uid).to_string());
+                metadata.insert("gid".into(), meta.gid.unwrap_or(current.gid).to_string());
+                let mtime = change.mtime.or(PosixMeta::from_metadata(&info.metadata).mtime).or(info.last_modified);
+                if let Some(t) = mtime {
+                    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+                    metadata.insert("mtime".into(), secs.to_string());
+                }
+                let opts = PutOptions {
+                    content_type: info.content_type.clone(),
+                    metadata: metadata.clone(),
+                    acl: self.upload_defaults.acl.clone(),
+                    storage_class: self.upload_defaults.storage_class.clone(),
+                };
+                let etag = self.client.copy_object(&inode.key, info.etag.as_deref(), &inode.key, &opts).await?;
+                stat = ObjectStat { size: info.size, last_modified: Some(SystemTime::now()), etag, posix: PosixMeta::from_metadata(&metadata) };
+                inode.set_stat(stat);
+                return Ok(self.attr_of(&inode));
+            }
+        }
+        stat.posix.mode = meta.mode;
+        stat.posix.uid = meta.uid;
+        stat.posix.gid = meta.gid;
+        if let Some(t) = change.mtime {
+            stat.posix.mtime = Some(t);
+        }
+        inode.set_stat(stat);
+        Ok(self.attr_of(&inode))
+    }
+
+    fn record_upload(&self, ino: u64, uploaded: Uploaded) {
+        if let Some(inode) = self.inodes.get(ino) {
+            let mut stat = inode.stat();
+            stat.size = uploaded.size;
+            stat.etag = uploaded.etag;
+            stat.last_modified = Some(uploaded.at);
+            stat.posix.mtime = Some(uploaded.at);
+            inode.set_stat(stat);
+        }
+    }
+
+    /// truncate(2)/ftruncate(2): through the file's writer, or as a one-off rewrite.
+    pub async fn set_size(&self, ino: u64, fh: Option<u64>, size: u64) -> Result<Attr, FsError> {
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        let inode = self.inode(ino)?;
+        if inode.kind == Kind::Directory {
+            return Err(FsError::IsDirectory);
+        }
+        let writer = fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
+        match writer {
+            Some(writer) => writer.truncate(size).await?,
+            None => {
+                let stat = self.revalidate(&inode).await?;
+                let base = (size > 0).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
+                let writer = self.spawn_writer(&inode, base);
+                writer.truncate(size).await?;
+                if let Some(uploaded) = writer.close().await? {
+                    self.record_upload(ino, uploaded);
+                }
+            }
+        }
+        Ok(self.attr_of(&inode))
+    }
+
+    pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
+        let inode = self.inode(ino)?;
+        if inode.kind != Kind::Directory {
+            return Err(FsError::NotDirectory);
+        }
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        let handle = DirHandle {
+            ino,
+            entries: Vec::new(),
+            merger: EntryMerger::new(&inode.key),
+            next: None,
+            started: false,
+            done: false,
+        };
+        self.dirs.insert(fh, Arc::new(AsyncMutex::new(handle)));
+        Ok(fh)
+    }
+
+    /// Entries from position `offset` on (0 is the start; `.` and `..` come first),
+    /// listing further pages until at least `want` entries or the end are available.
+    pub async fn readdir(&self, fh: u64, offset: u64, want: usize) -> Result<Vec<(u64, DirEntry)>, FsError> {
+        let handle = self.dirs.get(&fh).map(|d| d.value().clone()).ok_or(FsError::BadHandle)?;
+        // One reader per open directory at a time; the lock guards only this handle.
+        let mut h = handle.lock().await;
+        if offset == 0 && h.started {
+            // rewinddir(3): start over, so the listing is current.
+            let dir = self.inode(h.ino)?;
+            *h = DirHandle { ino: h.ino, entries: Vec::new(), merger: EntryMerger::new(&dir.key), next: None, started: false, done: false };
+        }
+        if !h.started {
+            let dir = self.inode(h.ino)?;
+            let parent = self.inode(dir.parent)?;
+            h.entries.push(DirEntry { name: ".".into(), attr: self.attr_of(&dir) });
+            h.entries.push(DirEntry { name: "..".into(), attr: self.attr_of(&parent) });
+            h.started = true;
+        }
+        let offset = offset as usize;
+        while !h.done && h.entries.len() < offset.saturating_add(want) {
+            self.list_more(&mut h).await?;
+        }
+        Ok(h.entries.iter().enumerate().skip(offset).map(|(i, e)| (i as u64 + 1, e.clone())).collect())
+    }
+
+    async fn list_more(&self, h: &mut DirHandle) -> Result<(), FsError> {
+        let dir = self.inode(h.ino)?;
+        let page = self.client.list_page(&dir.key, h.next.take(), LIST_PAGE_KEYS).await?;
+        h.next = page.next.clone();
+        h.done = h.next.is_none();
+        for entry in h.merger.push(page) {
+            let inode = match entry.kind {
+                ListedKind::Directory => self.inodes.upsert_child(&dir, &entry.name, Kind::Directory),
+                ListedKind::File(o) => {
+                    let inode = self.inodes.upsert_child(&dir, &entry.name, Kind::File);
+                    inode.set_listed_stat(ObjectStat {
+                        size: o.size,
+                        last_modified: o.last_modified,
+                        etag: o.etag,
+                        posix: PosixMeta::default(),
+                    });
+                    inode
+                }
+            };
+            h.entries.push(DirEntry { name: entry.name, attr: self.attr_of(&inode) });
+        }
+        if h.done {
+            // Files created here and not yet stored exist only locally until closed.
+            let local: Vec<Arc<Inode>> = self
+                .writers
+                .iter()
+                .filter_map(|w| self.inodes.get(*w.key()))
+                .filter(|i| i.parent == h.ino)
+                .collect();
+            for inode in local {
+                if !h.entries.iter().any(|e| e.name == inode.name) {
+                    h.entries.push(DirEntry { name: inode.name.clone(), attr: self.attr_of(&inode) });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel kept a readdirplus entry: it now holds a reference, as after lookup.
+    pub fn remember(&self, ino: u64) {
+        if let Some(inode) = self.inodes.get(ino) {
+            self.inodes.remember(&inode);
+        }
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.remove(&fh);
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        const BLOCK: u32 = 4096;
+        // 1 PiB and 2^32 inodes, free: enough that no tool refuses to copy in.
+        let blocks = (1u64 << 50) / u64::from(BLOCK);
+        StatFs { blocks, bfree: blocks, files: 1 << 32, ffree: 1 << 32, block_size: BLOCK, name_max: NAME_MAX as u32 }
+    }
+
+    /// How many inodes the table holds (for tests of forget).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+}
+
+/// The process (thread group) a FUSE request's thread id belongs to.
+fn thread_group_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
+}
+
+fn stat_from_head(info: ObjectInfo) -> ObjectStat {
+    ObjectStat {
+        size: info.size,
+        last_modified: info.last_modified,
+        etag: info.etag,
+        posix: PosixMeta::from_metadata(&info.metadata),
+    }
+}

@@ -1,0 +1,376 @@
+//! The FUSE adapter: decode a request, hand it to the core on the tokio runtime, reply.
+//! Every request runs as its own task, so a slow GET never holds up another request;
+//! the session threads only dispatch.
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+use tokio::runtime::Handle;
+use tracing::{debug, warn, Instrument};
+
+use crate::fs::{Attr, AttrChange, Fs, FsError, Kind};
+
+/// Largest write the kernel sends at once (needs FUSE_MAX_PAGES).
+const MAX_WRITE: u32 = 1 << 20;
+
+pub struct FuseAdapter {
+    fs: Arc<Fs>,
+    rt: Handle,
+    ttl: Duration,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<Fs>, rt: Handle) -> FuseAdapter {
+        let ttl = fs.config().metadata_ttl;
+        FuseAdapter { fs, rt, ttl }
+    }
+
+    /// Runs one request's work as a task, in a span naming the operation and inode.
+    fn spawn<F, Fut>(&self, op: &'static str, ino: INodeNo, work: F)
+    where
+        F: FnOnce(Arc<Fs>, Duration) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let span = tracing::debug_span!("fuse", op, ino = ino.0);
+        self.rt.spawn(work(self.fs.clone(), self.ttl).instrument(span));
+    }
+}
+
+/// Logs an error worth a line (not a plain ENOENT) and turns it into an errno.
+fn errno(err: FsError) -> Errno {
+    if err.is_routine() {
+        debug!("{err}");
+    } else {
+        warn!("{err}");
+    }
+    Errno::from_i32(err.errno())
+}
+
+fn file_attr(a: &Attr) -> FileAttr {
+    let (kind, nlink) = match a.kind {
+        Kind::File => (FileType::RegularFile, 1),
+        Kind::Directory => (FileType::Directory, 2),
+    };
+    FileAttr {
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind,
+        perm: a.perm,
+        nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: 0,
+        blksize: MAX_WRITE,
+        flags: 0,
+    }
+}
+
+impl Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_ASYNC_READ
+            | InitFlags::FUSE_MAX_PAGES
+            // O_TRUNC arrives with open, not as a separate truncate that would replace
+            // the object before the new data is written.
+            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+        // Ask only for what this kernel offers; the rest is an optimisation, not a need.
+        let _ = config.add_capabilities(wanted & config.capabilities());
+        if let Err(max) = config.set_max_write(MAX_WRITE) {
+            let _ = config.set_max_write(max);
+        }
+        if let Err(max) = config.set_max_readahead(u32::MAX) {
+            let _ = config.set_max_readahead(max);
+        }
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            // Keys are UTF-8: a name that is not cannot exist in the bucket.
+            return reply.error(Errno::ENOENT);
+        };
+        self.spawn("lookup", parent, move |fs, ttl| async move {
+            match fs.lookup(parent.0, &name).await {
+                Ok(attr) => reply.entry(&ttl, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.spawn("getattr", ino, move |fs, ttl| async move {
+            match fs.getattr(ino.0).await {
+                Ok(attr) => reply.attr(&ttl, &file_attr(&attr)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        let truncate = write && flags.0 & libc::O_TRUNC != 0;
+        let pid = req.pid();
+        self.spawn("open", ino, move |fs, _| async move {
+            match fs.open(ino.0, write, truncate, pid).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let perm = (mode & !umask & 0o7777) as u16;
+        let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
+        self.spawn("create", parent, move |fs, ttl| async move {
+            match fs.create(parent.0, &name, perm, uid, gid, pid).await {
+                Ok((attr, fh)) => reply.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.spawn("read", ino, move |fs, _| async move {
+            match fs.read(fh.0, offset, size).await {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.spawn("write", ino, move |fs, _| async move {
+            match fs.write(fh.0, offset, data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn flush(&self, req: &Request, ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        // close(2): a writer's data goes to the store now, so close can report failure.
+        let pid = req.pid();
+        self.spawn("flush", ino, move |fs, _| async move {
+            match fs.flush(fh.0, pid).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn fsync(&self, _req: &Request, ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.spawn("fsync", ino, move |fs, _| async move {
+            match fs.fsync(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.spawn("release", ino, move |fs, _| async move {
+            match fs.release(fh.0).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let change = AttrChange {
+            mode: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            mtime: mtime.map(|t| match t {
+                TimeOrNow::SpecificTime(t) => t,
+                TimeOrNow::Now => std::time::SystemTime::now(),
+            }),
+        };
+        self.spawn("setattr", ino, move |fs, ttl| async move {
+            let result = async {
+                if let Some(size) = size {
+                    fs.set_size(ino.0, fh.map(|f| f.0), size).await?;
+                }
+                fs.set_attributes(ino.0, fh.map(|f| f.0), change).await
+            };
+            match result.await {
+                Ok(attr) => reply.attr(&ttl, &file_attr(&attr)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let perm = (mode & !umask & 0o7777) as u16;
+        let (uid, gid) = (req.uid(), req.gid());
+        self.spawn("mkdir", parent, move |fs, ttl| async move {
+            match fs.mkdir(parent.0, &name, perm, uid, gid).await {
+                Ok(attr) => reply.entry(&ttl, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::ENOENT);
+        };
+        self.spawn("unlink", parent, move |fs, _| async move {
+            match fs.unlink(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::ENOENT);
+        };
+        self.spawn("rmdir", parent, move |fs, _| async move {
+            match fs.rmdir(parent.0, &name).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.spawn("opendir", ino, move |fs, _| async move {
+            match fs.opendir(ino.0).await {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.spawn("readdir", ino, move |fs, _| async move {
+            // A reply page holds about 4 KiB of names: list a page's worth ahead.
+            match fs.readdir(fh.0, offset, 256).await {
+                Ok(entries) => {
+                    for (next_offset, e) in entries {
+                        let kind = if e.attr.kind == Kind::Directory { FileType::Directory } else { FileType::RegularFile };
+                        if reply.add(INodeNo(e.attr.ino), next_offset, kind, &e.name) {
+                            break;
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        self.spawn("readdirplus", ino, move |fs, ttl| async move {
+            match fs.readdir(fh.0, offset, 64).await {
+                Ok(entries) => {
+                    for (next_offset, e) in entries {
+                        if reply.add(INodeNo(e.attr.ino), next_offset, &e.name, &ttl, &file_attr(&e.attr), Generation(0)) {
+                            break;
+                        }
+                        // The kernel takes a reference on every entry but . and .. it accepts.
+                        if e.name != "." && e.name != ".." {
+                            fs.remember(e.attr.ino);
+                        }
+                    }
+                    reply.ok();
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.fs.statfs();
+        reply.statfs(s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.block_size, s.name_max, s.block_size);
+    }
+}

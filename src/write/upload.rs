@@ -1,0 +1,118 @@
+//! UploadQueue: one multipart upload, its parts sent in parallel (bounded per upload, and
+//! by the mount's write budget), completed in order, or aborted so that no unfinished
+//! upload is left to cost storage.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::s3::{CompletedPart, ObjectClient, ObjectError, PutOptions};
+
+pub struct UploadQueue {
+    client: Arc<ObjectClient>,
+    key: String,
+    upload_id: String,
+    tasks: JoinSet<Result<CompletedPart, ObjectError>>,
+    parts: BTreeMap<i32, CompletedPart>,
+    slots: Arc<Semaphore>,
+}
+
+impl UploadQueue {
+    pub async fn start(
+        client: Arc<ObjectClient>,
+        key: &str,
+        opts: &PutOptions,
+        concurrency: usize,
+    ) -> Result<UploadQueue, ObjectError> {
+        let upload_id = client.create_multipart_upload(key, opts).await?;
+        Ok(UploadQueue {
+            client,
+            key: key.to_string(),
+            upload_id,
+            tasks: JoinSet::new(),
+            parts: BTreeMap::new(),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+        })
+    }
+
+    /// Sends part `number`; waits for a free upload slot first. `budget` is the memory the
+    /// body holds, given back when the part is stored.
+    pub async fn submit_data(&mut self, number: i32, body: Bytes, budget: OwnedSemaphorePermit) -> Result<(), ObjectError> {
+        let slot = self.take_slot().await?;
+        let (client, key, id) = (self.client.clone(), self.key.clone(), self.upload_id.clone());
+        self.tasks.spawn(async move {
+            let _held = (slot, budget);
+            client.upload_part(&key, &id, number, body).await
+        });
+        Ok(())
+    }
+
+    /// Copies `range` of the object `source` (at ETag `etag`) into part `number` on the server.
+    pub async fn submit_copy(&mut self, number: i32, source: &str, etag: &str, range: Range<u64>) -> Result<(), ObjectError> {
+        let slot = self.take_slot().await?;
+        let (client, key, id) = (self.client.clone(), self.key.clone(), self.upload_id.clone());
+        let (source, etag) = (source.to_string(), etag.to_string());
+        self.tasks.spawn(async move {
+            let _held = slot;
+            client.upload_part_copy(&key, &id, number, &source, &etag, range).await
+        });
+        Ok(())
+    }
+
+    async fn take_slot(&mut self) -> Result<OwnedSemaphorePermit, ObjectError> {
+        self.reap()?;
+        let slot = self.slots.clone().acquire_owned().await.expect("the slot semaphore is never closed");
+        // A part may have failed while we waited: stop feeding a doomed upload.
+        self.reap()?;
+        Ok(slot)
+    }
+
+    /// Collects finished parts; the first failure ends the upload.
+    fn reap(&mut self) -> Result<(), ObjectError> {
+        while let Some(done) = self.tasks.try_join_next() {
+            self.record(done)?;
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, done: Result<Result<CompletedPart, ObjectError>, tokio::task::JoinError>) -> Result<(), ObjectError> {
+        let part = done.map_err(|e| ObjectError::Protocol(format!("part upload task failed: {e}")))??;
+        self.parts.insert(part.number, part);
+        Ok(())
+    }
+
+    /// Waits for every part in flight (before a part is sent again, so the newer one wins).
+    pub async fn drain(&mut self) -> Result<(), ObjectError> {
+        while let Some(done) = self.tasks.join_next().await {
+            self.record(done)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for all parts and makes parts 1..=`last` the object; returns its ETag.
+    /// Parts past `last` were cut off by a truncate and are left out.
+    pub async fn complete(mut self, last: i32) -> Result<Option<String>, (ObjectError, UploadQueue)> {
+        if let Err(e) = self.drain().await {
+            return Err((e, self));
+        }
+        let parts: Vec<CompletedPart> = self.parts.range(..=last).map(|(_, p)| p.clone()).collect();
+        match self.client.complete_multipart_upload(&self.key, &self.upload_id, &parts).await {
+            Ok(etag) => Ok(etag),
+            Err(e) => Err((e, self)),
+        }
+    }
+
+    /// Stops every part in flight and aborts the upload at the store.
+    pub async fn abort(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self.client.abort_multipart_upload(&self.key, &self.upload_id).await {
+            warn!(key = %self.key, upload_id = %self.upload_id, "could not abort the multipart upload: {e}; it stays listed in ListMultipartUploads until aborted");
+        }
+    }
+}

@@ -1,0 +1,232 @@
+//! The integration harness: a real S3 server (xosfs-testserver: s3s-fs or the in-memory
+//! flat store, SigV4 checked) on a loopback port, an SDK client to seed it through the S3
+//! API, and the xosfs binary mounted over it through /dev/fuse, always unmounted on drop.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::primitives::ByteStream;
+use tempfile::TempDir;
+use xosfs_testserver::{Backend, ServerConfig, TestServer};
+
+pub const BUCKET: &str = "bucket";
+
+pub struct Server {
+    pub server: TestServer,
+    pub client: aws_sdk_s3::Client,
+    rt: tokio::runtime::Runtime,
+    _root: Option<TempDir>,
+}
+
+impl Server {
+    /// s3s-fs over a fresh directory: real storage, directories as prefixes.
+    pub fn fs() -> Server {
+        let root = tempfile::tempdir().unwrap();
+        Server::start(Backend::Fs(root.path().to_path_buf()), Some(root))
+    }
+
+    /// The in-memory store with S3's flat namespace (`a` and `a/b` coexist).
+    pub fn memory() -> Server {
+        Server::start(Backend::Memory, None)
+    }
+
+    fn start(backend: Backend, root: Option<TempDir>) -> Server {
+        let server = TestServer::start(ServerConfig { backend, ..ServerConfig::default() }).expect("start S3 server");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(server.endpoint())
+            .force_path_style(true)
+            .credentials_provider(Credentials::new(server.access_key(), server.secret_key(), None, None, "test"))
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(conf);
+        let s = Server { server, client, rt, _root: root };
+        s.create_bucket(BUCKET);
+        s
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.server.endpoint()
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        self.block_on(self.client.create_bucket().bucket(bucket).send()).expect("create bucket");
+    }
+
+    pub fn put(&self, key: &str, data: impl Into<Vec<u8>>) {
+        let body = ByteStream::from(data.into());
+        self.block_on(self.client.put_object().bucket(BUCKET).key(key).body(body).send())
+            .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
+    /// Puts many small objects, 32 at a time.
+    pub fn put_many(&self, objects: Vec<(String, Vec<u8>)>) {
+        self.block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (key, data) in objects {
+                let client = self.client.clone();
+                tasks.spawn(async move {
+                    client.put_object().bucket(BUCKET).key(&key).body(ByteStream::from(data)).send().await
+                        .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+                });
+                while tasks.len() >= 32 {
+                    tasks.join_next().await.unwrap().unwrap();
+                }
+            }
+            while let Some(r) = tasks.join_next().await {
+                r.unwrap();
+            }
+        });
+    }
+
+    /// The xosfs command with this server's endpoint and credentials (from the environment).
+    pub fn xosfs(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xosfs"));
+        cmd.env("AWS_ACCESS_KEY_ID", self.server.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", self.server.secret_key())
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("XOSFS_ENDPOINT")
+            .arg("--endpoint")
+            .arg(self.endpoint())
+            .arg("--path-style");
+        cmd
+    }
+
+    pub fn mount(&self, extra: &[&str]) -> Mount {
+        self.mount_spec(BUCKET, extra)
+    }
+
+    /// Mounts `spec` (BUCKET[:/PREFIX]) in the foreground as a child process.
+    pub fn mount_spec(&self, spec: &str, extra: &[&str]) -> Mount {
+        let dir = tempfile::tempdir().unwrap();
+        let mountpoint = dir.path().join("mnt");
+        std::fs::create_dir(&mountpoint).unwrap();
+        let log = dir.path().join("xosfs.log");
+        let child = self
+            .xosfs()
+            .arg(spec)
+            .arg(&mountpoint)
+            .arg("--foreground")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn xosfs");
+        let mut m = Mount { dir, mountpoint, log, child: Some(child) };
+        m.wait_mounted();
+        m
+    }
+}
+
+pub struct Mount {
+    dir: TempDir,
+    mountpoint: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mount {
+    pub fn path(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_mounted(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&self.mountpoint) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("xosfs exited ({status}) before mounting:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "xosfs did not mount within 60 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Unmounts with SIGTERM, as a user's Ctrl-C or systemd stop would; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("already stopped");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                force_unmount(&self.mountpoint);
+                let _ = child.kill();
+                panic!("xosfs did not exit within 30 s of SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            if std::thread::panicking() {
+                force_unmount(&self.mountpoint);
+                if let Some(mut c) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                eprintln!("--- xosfs log ---\n{}", self.log());
+            } else {
+                let status = self.stop();
+                assert!(status.success(), "xosfs exited with {status} on SIGTERM:\n{}", self.log());
+            }
+        }
+        assert!(!is_mounted(&self.mountpoint), "still mounted after stop");
+        let _ = &self.dir;
+    }
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(path.parent().unwrap()).map(|p| p.join(path.file_name().unwrap())) else {
+        return false;
+    };
+    let target = canonical.to_string_lossy().replace(' ', "\\040");
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(target.as_str()))
+}
+
+pub fn force_unmount(path: &Path) {
+    let _ = Command::new("umount").arg("-l").arg(path).status();
+}
+
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(data))
+}
+
+/// Names in a directory, sorted.
+pub fn ls(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}

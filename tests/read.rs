@@ -1,0 +1,148 @@
+//! Reading data: whole large objects, random ranges, EOF, concurrency, and standard tools.
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{sha256, Server};
+use xosfs_testserver::pseudo_random_bytes as random_bytes;
+use rand::{Rng, SeedableRng};
+use xosfs_testserver::{FaultAction, FaultRule};
+
+#[test]
+fn large_object_reads_back_identically_at_any_offset() {
+    let server = Server::fs();
+    let size = 64 << 20;
+    let data = random_bytes(size, 64);
+    server.put("media/big.bin", data.clone());
+    let m = server.mount(&[]);
+
+    let read = std::fs::read(m.join("media/big.bin")).unwrap();
+    assert_eq!(read.len(), size);
+    assert_eq!(sha256(&read), sha256(&data));
+
+    let file = File::open(m.join("media/big.bin")).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(200);
+    for _ in 0..200 {
+        let offset = rng.random_range(0..size as u64 + 16);
+        let len = rng.random_range(1..=(3 << 20));
+        let mut buf = vec![0u8; len];
+        let n = read_fully_at(&file, &mut buf, offset);
+        let start = (offset as usize).min(size);
+        let end = (offset as usize + len).min(size);
+        assert_eq!(n, end - start, "length at offset {offset} len {len}");
+        assert!(buf[..n] == data[start..end], "data at offset {offset} len {len}");
+    }
+    // Exactly at and around the end.
+    let mut buf = vec![0u8; 100];
+    assert_eq!(read_fully_at(&file, &mut buf, size as u64 - 10), 10);
+    assert_eq!(&buf[..10], &data[size - 10..]);
+    assert_eq!(read_fully_at(&file, &mut buf, size as u64), 0);
+}
+
+/// pread until the buffer is full or EOF, as a careful reader does.
+fn read_fully_at(file: &File, buf: &mut [u8], offset: u64) -> usize {
+    let mut done = 0;
+    while done < buf.len() {
+        let n = file.read_at(&mut buf[done..], offset + done as u64).unwrap();
+        if n == 0 {
+            break;
+        }
+        done += n;
+    }
+    done
+}
+
+#[test]
+fn empty_and_small_objects() {
+    let server = Server::memory();
+    server.put("empty", "");
+    server.put("one", "1");
+    let m = server.mount(&[]);
+    assert_eq!(std::fs::read(m.join("empty")).unwrap(), b"");
+    assert_eq!(std::fs::metadata(m.join("empty")).unwrap().len(), 0);
+    assert_eq!(std::fs::read(m.join("one")).unwrap(), b"1");
+}
+
+#[test]
+fn concurrent_readers_get_their_own_data() {
+    let server = Server::fs();
+    let files: Vec<(String, Vec<u8>)> =
+        (0..8).map(|i| (format!("c/file{i}"), random_bytes((3 << 20) + i * 1000, i as u64 + 1))).collect();
+    server.put_many(files.clone());
+    let m = Arc::new(server.mount(&[]));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let m = m.clone();
+            let (key, data) = files[t % files.len()].clone();
+            std::thread::spawn(move || {
+                for _ in 0..3 {
+                    assert_eq!(sha256(&std::fs::read(m.join(&key)).unwrap()), sha256(&data), "{key}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn a_slow_read_does_not_hold_up_other_requests() {
+    let server = Server::memory();
+    server.put("slow/stuck.bin", random_bytes(1 << 20, 9));
+    server.put("fast/a.txt", "quick");
+    server.put("other/b.txt", "listed");
+    let m = Arc::new(server.mount(&[]));
+    // Every GET of the slow object now takes 8 s on the server.
+    server.server.faults().add(FaultRule {
+        op: "GetObject".into(),
+        key_contains: Some("stuck".into()),
+        action: FaultAction::Delay(Duration::from_secs(8)),
+        remaining: None,
+    });
+    let slow_done = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (m, done) = (m.clone(), slow_done.clone());
+        std::thread::spawn(move || {
+            let data = std::fs::read(m.join("slow/stuck.bin")).unwrap();
+            done.store(true, Ordering::SeqCst);
+            data.len()
+        })
+    };
+    // Wait until the slow GET is in flight at the server.
+    while server.server.stats().count("GetObject") == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(common::ls(&m.join("other")), ["b.txt"]);
+    assert_eq!(std::fs::read_to_string(m.join("fast/a.txt")).unwrap(), "quick");
+    assert!(!slow_done.load(Ordering::SeqCst), "the other requests waited for the slow read");
+    assert_eq!(reader.join().unwrap(), 1 << 20);
+}
+
+#[test]
+fn standard_tools_copy_and_checksum_a_tree() {
+    let server = Server::fs();
+    let tree: Vec<(String, Vec<u8>)> = vec![
+        ("tree/a.txt".into(), b"alpha\n".to_vec()),
+        ("tree/sub/b.bin".into(), random_bytes(300_000, 3)),
+        ("tree/sub/deeper/c.txt".into(), b"gamma\n".to_vec()),
+    ];
+    server.put_many(tree.clone());
+    let m = server.mount(&[]);
+    let out = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp").arg("-r").arg(m.join("tree")).arg(out.path()).status().unwrap();
+    assert!(status.success());
+    for (key, data) in &tree {
+        assert_eq!(&std::fs::read(out.path().join(key)).unwrap(), data, "{key}");
+    }
+    let sums = std::process::Command::new("sha256sum").arg("tree/sub/b.bin").current_dir(m.path()).output().unwrap();
+    assert!(String::from_utf8(sums.stdout).unwrap().starts_with(&sha256(&tree[1].1)));
+    let ls = std::process::Command::new("ls").args(["-lR", "tree"]).current_dir(m.path()).output().unwrap();
+    let listing = String::from_utf8(ls.stdout).unwrap();
+    assert!(ls.status.success() && listing.contains("300000") && listing.contains("c.txt"), "{listing}");
+}
