@@ -11,6 +11,7 @@ missing=()
 command -v fusermount3 >/dev/null || missing+=(fuse3)
 command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v find >/dev/null || missing+=(findutils)
+command -v rsync >/dev/null || missing+=(rsync)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     as_root apt-get update -qq

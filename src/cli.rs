@@ -78,6 +78,11 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub passwd_file: Option<PathBuf>,
 
+    /// Seconds that attributes, names and listings are trusted before the store is asked
+    /// again (also the kernel's cache time); changes by other clients show after this.
+    #[arg(long, value_name = "SECONDS", default_value = "1")]
+    pub attr_ttl: f64,
+
     /// Size of multipart upload parts (grows every 1,000 parts; 5M to 5G). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "8M")]
     pub part_size: String,
@@ -89,6 +94,11 @@ pub struct Cli {
     /// Memory all writers together may hold in part bodies; writers wait when it is spent.
     #[arg(long, value_name = "SIZE", default_value = "256M")]
     pub write_buffer: String,
+
+    /// Objects larger than this are copied (on rename) part by part on the server with
+    /// UploadPartCopy, in parts of this size; smaller ones with one CopyObject (5M to 5G).
+    #[arg(long, value_name = "SIZE", default_value = "5G")]
+    pub copy_threshold: String,
 
     /// Directory for staging files of files being written [default: $XDG_CACHE_HOME/xosfs,
     /// else ~/.cache/xosfs]. Needs room for the files open for writing.

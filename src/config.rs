@@ -28,6 +28,10 @@ pub enum ConfigError {
     Size { option: &'static str, value: String },
     #[error("--part-size must be between 5M and 5G (got {0})")]
     PartSize(String),
+    #[error("--attr-ttl {0} is not a number of seconds (0 or more)")]
+    Ttl(f64),
+    #[error("--copy-threshold must be between 5M and 5G (got {0})")]
+    CopyThreshold(String),
     #[error("--write-buffer ({buffer}) must hold at least one part (--part-size {part})")]
     WriteBuffer { buffer: String, part: String },
     #[error("--acl '{0}' is not a canned ACL (private, public-read, public-read-write, authenticated-read, bucket-owner-read, bucket-owner-full-control)")]
@@ -43,6 +47,7 @@ const CANNED_ACLS: &[&str] =
 #[derive(Debug, Clone)]
 pub struct WriteSettings {
     pub part_size: u64,
+    pub copy_threshold: u64,
     pub concurrency: usize,
     pub buffer: u64,
     pub cache_dir: PathBuf,
@@ -110,11 +115,16 @@ impl Config {
         if cli.read_timeout == 0 {
             return Err(ConfigError::ZeroTimeout("--read-timeout"));
         }
+        let metadata_ttl = Duration::try_from_secs_f64(cli.attr_ttl).map_err(|_| ConfigError::Ttl(cli.attr_ttl))?;
         let part_size = parse_size("--part-size", &cli.part_size)?;
         if !(5 << 20..=5 << 30).contains(&part_size) {
             return Err(ConfigError::PartSize(cli.part_size));
         }
         let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
+        let copy_threshold = parse_size("--copy-threshold", &cli.copy_threshold)?;
+        if !(5 << 20..=5 << 30).contains(&copy_threshold) {
+            return Err(ConfigError::CopyThreshold(cli.copy_threshold));
+        }
         if buffer < part_size {
             return Err(ConfigError::WriteBuffer { buffer: cli.write_buffer, part: cli.part_size });
         }
@@ -146,10 +156,11 @@ impl Config {
                 gid: cli.gid.unwrap_or(egid),
                 file_mode,
                 dir_mode,
-                metadata_ttl: Duration::from_secs(1),
+                metadata_ttl,
             },
             write: WriteSettings {
                 part_size,
+                copy_threshold,
                 concurrency: usize::from(cli.upload_concurrency),
                 buffer,
                 cache_dir,

@@ -12,12 +12,6 @@ use xosfs_testserver::pseudo_random_bytes as random_bytes;
 use rand::{Rng, SeedableRng};
 use xosfs_testserver::{FaultAction, FaultRule};
 
-/// The stored object's bytes, read with the SDK (not through the mount).
-fn stored(server: &Server, key: &str) -> Option<Vec<u8>> {
-    let out = server.block_on(server.client.get_object().bucket(BUCKET).key(key).send()).ok()?;
-    Some(server.block_on(out.body.collect()).unwrap().into_bytes().to_vec())
-}
-
 fn open_uploads(server: &Server) -> usize {
     let out = server.block_on(server.client.list_multipart_uploads().bucket(BUCKET).send()).unwrap();
     out.uploads().len()
@@ -36,14 +30,14 @@ fn large_streamed_write_uses_parallel_parts_and_matches() {
         // Parts went up while the file was still being written.
         let streamed = server.server.stats().count("UploadPart");
         assert!(streamed >= 10, "parts should stream before close, {streamed} did");
-        assert!(stored(&server, "video.mp4").is_none(), "the object must not appear before close");
+        assert!(server.stored("video.mp4").is_none(), "the object must not appear before close");
     }
     let stats = server.server.stats();
     assert_eq!(stats.count("CreateMultipartUpload"), 1);
     assert_eq!(stats.count("CompleteMultipartUpload"), 1);
     assert!(stats.count("UploadPart") >= 37, "300 MiB in 8 MiB parts");
     assert!(stats.max_in_flight("UploadPart") >= 2, "parts were uploaded one at a time");
-    assert_eq!(sha256(&stored(&server, "video.mp4").unwrap()), sha256(&data));
+    assert_eq!(sha256(&server.stored("video.mp4").unwrap()), sha256(&data));
     assert_eq!(sha256(&std::fs::read(m.join("video.mp4")).unwrap()), sha256(&data));
     assert_eq!(open_uploads(&server), 0);
 }
@@ -63,7 +57,7 @@ fn small_file_is_one_put_with_content_type_and_posix_metadata() {
     // SAFETY: getuid cannot fail.
     assert_eq!(meta["uid"], unsafe { libc::getuid() }.to_string());
     assert!(meta.contains_key("gid") && meta["mtime"].parse::<u64>().is_ok(), "{meta:?}");
-    assert_eq!(stored(&server, "photo.png").unwrap(), b"not really a png");
+    assert_eq!(server.stored("photo.png").unwrap(), b"not really a png");
 }
 
 #[test]
@@ -74,22 +68,22 @@ fn overwrite_append_and_truncate() {
     let p = m.join("doc.txt");
 
     std::fs::write(&p, "replaced").unwrap();
-    assert_eq!(stored(&server, "doc.txt").unwrap(), b"replaced");
+    assert_eq!(server.stored("doc.txt").unwrap(), b"replaced");
 
     OpenOptions::new().append(true).open(&p).unwrap().write_all(b" and appended").unwrap();
-    assert_eq!(stored(&server, "doc.txt").unwrap(), b"replaced and appended");
+    assert_eq!(server.stored("doc.txt").unwrap(), b"replaced and appended");
     assert_eq!(std::fs::read(&p).unwrap(), b"replaced and appended");
 
     OpenOptions::new().write(true).open(&p).unwrap().set_len(8).unwrap();
-    assert_eq!(stored(&server, "doc.txt").unwrap(), b"replaced");
+    assert_eq!(server.stored("doc.txt").unwrap(), b"replaced");
     OpenOptions::new().write(true).open(&p).unwrap().set_len(12).unwrap();
-    assert_eq!(stored(&server, "doc.txt").unwrap(), b"replaced\0\0\0\0");
+    assert_eq!(server.stored("doc.txt").unwrap(), b"replaced\0\0\0\0");
     assert_eq!(std::fs::metadata(&p).unwrap().len(), 12);
 
     // truncate(2) on a path, with no open file.
     let status = std::process::Command::new("truncate").args(["-s", "3"]).arg(&p).status().unwrap();
     assert!(status.success());
-    assert_eq!(stored(&server, "doc.txt").unwrap(), b"rep");
+    assert_eq!(server.stored("doc.txt").unwrap(), b"rep");
 }
 
 #[test]
@@ -117,7 +111,7 @@ fn random_writes_and_rdwr_edits_of_an_existing_large_object() {
         f.read_exact_at(&mut head, 0).unwrap();
         assert_eq!(head, expected[..200]);
     }
-    assert_eq!(sha256(&stored(&server, "data.bin").unwrap()), sha256(&expected));
+    assert_eq!(sha256(&server.stored("data.bin").unwrap()), sha256(&expected));
     // Unchanged 8 MiB ranges were copied on the server, not sent again.
     assert!(server.server.stats().count("UploadPartCopy") >= 1, "no server-side part copy");
 }
@@ -133,12 +127,12 @@ fn read_while_writing_a_new_file_and_fsync_makes_it_visible() {
     f.read_to_string(&mut s).unwrap();
     assert_eq!(s, "first line\n");
     assert_eq!(std::fs::metadata(m.join("log.txt")).unwrap().len(), 11);
-    assert!(stored(&server, "log.txt").is_none(), "not visible before fsync or close");
+    assert!(server.stored("log.txt").is_none(), "not visible before fsync or close");
     f.sync_all().unwrap();
-    assert_eq!(stored(&server, "log.txt").unwrap(), b"first line\n");
+    assert_eq!(server.stored("log.txt").unwrap(), b"first line\n");
     f.write_all(b"second\n").unwrap();
     drop(f);
-    assert_eq!(stored(&server, "log.txt").unwrap(), b"first line\nsecond\n");
+    assert_eq!(server.stored("log.txt").unwrap(), b"first line\nsecond\n");
 }
 
 #[test]
@@ -189,7 +183,7 @@ fn randomized_operations_match_a_shadow_copy() {
         }
         assert_eq!(f.metadata().unwrap().len(), shadow.len() as u64);
         drop(f);
-        assert_eq!(sha256(&stored(&server, "fsx.bin").unwrap()), sha256(&shadow), "round {round}");
+        assert_eq!(sha256(&server.stored("fsx.bin").unwrap()), sha256(&shadow), "round {round}");
     }
 }
 
@@ -217,7 +211,7 @@ fn failed_part_upload_gives_eio_at_close_and_leaves_nothing_behind() {
     drop(f);
     let err = write_err.or(close_err).expect("the failure must reach the writer");
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
-    assert_eq!(stored(&server, "keep.bin").unwrap(), b"the old version", "the old object was damaged");
+    assert_eq!(server.stored("keep.bin").unwrap(), b"the old version", "the old object was damaged");
     assert_eq!(open_uploads(&server), 0, "an unfinished multipart upload was left behind");
     let log = m.log();
     assert!(log.contains("upload failed") && log.contains("staging file"), "{log}");
@@ -237,7 +231,7 @@ fn failed_single_put_gives_eio_at_close() {
     f.write_all(b"data").unwrap();
     let err = f.sync_all().unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO));
-    assert!(stored(&server, "small.txt").is_none());
+    assert!(server.stored("small.txt").is_none());
 }
 
 #[test]
@@ -252,7 +246,7 @@ fn chmod_and_touch_store_s3fs_metadata() {
     let meta = head.metadata().unwrap();
     assert_eq!(meta["mode"].parse::<u32>().unwrap() & 0o7777, 0o750);
     assert_eq!(meta["mtime"], "1577934245");
-    assert_eq!(stored(&server, "script.sh").unwrap(), b"#!/bin/sh\n");
+    assert_eq!(server.stored("script.sh").unwrap(), b"#!/bin/sh\n");
     let md = std::fs::metadata(m.join("script.sh")).unwrap();
     assert_eq!(md.permissions().mode() & 0o7777, 0o750);
     assert_eq!(md.mtime(), 1577934245);
@@ -276,14 +270,14 @@ fn tools_write_through_the_mount() {
         .unwrap();
     assert!(dd.success());
     assert_eq!(std::fs::metadata(m.join("zeros.bin")).unwrap().len(), 777 * 1024 * 20);
-    assert_eq!(stored(&server, "zeros.bin").unwrap().len(), 777 * 1024 * 20);
+    assert_eq!(server.stored("zeros.bin").unwrap().len(), 777 * 1024 * 20);
     // Shell redirects.
     let sh = std::process::Command::new("sh").arg("-c").arg("echo one > r.txt && echo two >> r.txt").current_dir(m.path()).status().unwrap();
     assert!(sh.success());
-    assert_eq!(stored(&server, "r.txt").unwrap(), b"one\ntwo\n");
+    assert_eq!(server.stored("r.txt").unwrap(), b"one\ntwo\n");
     let cp = std::process::Command::new("cp").arg(&tarball).arg(m.join("t.tar")).status().unwrap();
     assert!(cp.success());
-    assert_eq!(stored(&server, "t.tar").unwrap(), std::fs::read(&tarball).unwrap());
+    assert_eq!(server.stored("t.tar").unwrap(), std::fs::read(&tarball).unwrap());
 }
 
 #[test]
@@ -294,8 +288,8 @@ fn a_child_process_closing_an_inherited_descriptor_does_not_upload() {
     f.write_all(b"first half, ").unwrap();
     // fork+exec copies the descriptor table; exec closes the copy, which sends FLUSH.
     assert!(std::process::Command::new("true").status().unwrap().success());
-    assert!(stored(&server, "partial.txt").is_none(), "a half-written file was uploaded by the child's close");
+    assert!(server.stored("partial.txt").is_none(), "a half-written file was uploaded by the child's close");
     f.write_all(b"second half").unwrap();
     drop(f);
-    assert_eq!(stored(&server, "partial.txt").unwrap(), b"first half, second half");
+    assert_eq!(server.stored("partial.txt").unwrap(), b"first half, second half");
 }

@@ -82,9 +82,18 @@ pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Sys
     }
 }
 
-/// Attributes of a directory, which as a prefix has no metadata of its own.
-pub fn dir_attr(ino: u64, cfg: &FsConfig, mtime: SystemTime) -> Attr {
-    Attr { ino, kind: Kind::Directory, size: 4096, mtime, perm: cfg.dir_mode, uid: cfg.uid, gid: cfg.gid }
+/// Attributes of a directory: from its `dir/` marker's metadata when it has one, else the
+/// mount's defaults (a bare prefix has no metadata of its own).
+pub fn dir_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: SystemTime) -> Attr {
+    Attr {
+        ino,
+        kind: Kind::Directory,
+        size: 4096,
+        mtime: stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time),
+        perm: stat.posix.mode.map_or(cfg.dir_mode, |m| (m & 0o7777) as u16),
+        uid: stat.posix.uid.unwrap_or(cfg.uid),
+        gid: stat.posix.gid.unwrap_or(cfg.gid),
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub enum FsError {
     Exists,
     #[error("directory not empty")]
     NotEmpty,
+    #[error("files below are open for writing")]
+    Busy,
+
     #[error("{0}")]
     Write(#[from] crate::write::WriteError),
     #[error("object store: {0}")]
@@ -40,6 +43,8 @@ impl FsError {
             FsError::InvalidName => libc::EINVAL,
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::Busy => libc::EBUSY,
+
             FsError::Write(crate::write::WriteError::Staging(e)) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Write(_) => libc::EIO,
             FsError::Store(e) => match e {

@@ -1,5 +1,7 @@
 //! The inode table: inode number <-> (parent, name) <-> object key, with the kernel's
 //! lookup counts. Both maps are sharded (dashmap); no lock is held across an await.
+//! Keys are derived from the parent chain, not stored, so renaming a directory moves
+//! everything below it at once.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,12 +17,16 @@ pub const ROOT_INO: u64 = 1;
 #[derive(Debug)]
 pub struct Inode {
     pub ino: u64,
-    pub parent: u64,
-    pub name: String,
-    /// The object key of a file; the prefix (with its trailing `/`) of a directory.
-    pub key: String,
     pub kind: Kind,
+    location: Mutex<Location>,
     state: Mutex<InodeState>,
+}
+
+/// Where an inode sits in the tree; changed by rename.
+#[derive(Debug, Clone)]
+struct Location {
+    parent: u64,
+    name: String,
 }
 
 #[derive(Debug)]
@@ -32,6 +38,23 @@ struct InodeState {
 }
 
 impl Inode {
+    fn new(ino: u64, kind: Kind, parent: u64, name: &str, lookups: u64) -> Inode {
+        Inode {
+            ino,
+            kind,
+            location: Mutex::new(Location { parent, name: name.to_string() }),
+            state: Mutex::new(InodeState { stat: ObjectStat::default(), validated: None, lookups }),
+        }
+    }
+
+    pub fn parent(&self) -> u64 {
+        self.location.lock().parent
+    }
+
+    pub fn name(&self) -> String {
+        self.location.lock().name.clone()
+    }
+
     pub fn stat(&self) -> ObjectStat {
         self.state.lock().stat.clone()
     }
@@ -48,6 +71,11 @@ impl Inode {
         s.validated = Some(Instant::now());
     }
 
+    /// The store just showed this inode exists; what we know of it stays as it is.
+    pub fn mark_fresh(&self) {
+        self.state.lock().validated = Some(Instant::now());
+    }
+
     /// A listing knows size, time and ETag but not the POSIX metadata: keep what a HEAD
     /// found while the object is still the same version (metadata only changes with one).
     pub fn set_listed_stat(&self, listed: ObjectStat) {
@@ -59,6 +87,7 @@ impl Inode {
 }
 
 pub struct InodeTable {
+    root_prefix: String,
     inodes: DashMap<u64, Arc<Inode>>,
     children: DashMap<(u64, String), u64>,
     next_ino: AtomicU64,
@@ -66,16 +95,13 @@ pub struct InodeTable {
 
 impl InodeTable {
     pub fn new(root_prefix: &str) -> InodeTable {
-        let table = InodeTable { inodes: DashMap::new(), children: DashMap::new(), next_ino: AtomicU64::new(ROOT_INO + 1) };
-        let root = Inode {
-            ino: ROOT_INO,
-            parent: ROOT_INO,
-            name: String::new(),
-            key: root_prefix.to_string(),
-            kind: Kind::Directory,
-            state: Mutex::new(InodeState { stat: ObjectStat::default(), validated: None, lookups: 1 }),
+        let table = InodeTable {
+            root_prefix: root_prefix.to_string(),
+            inodes: DashMap::new(),
+            children: DashMap::new(),
+            next_ino: AtomicU64::new(ROOT_INO + 1),
         };
-        table.inodes.insert(ROOT_INO, Arc::new(root));
+        table.inodes.insert(ROOT_INO, Arc::new(Inode::new(ROOT_INO, Kind::Directory, ROOT_INO, "", 1)));
         table
     }
 
@@ -86,6 +112,36 @@ impl InodeTable {
     pub fn child(&self, parent: u64, name: &str) -> Option<Arc<Inode>> {
         let ino = *self.children.get(&(parent, name.to_string()))?;
         self.get(ino)
+    }
+
+    /// The object key of a file, or the prefix (with its trailing `/`) of a directory;
+    /// `None` when an ancestor is no longer known (the inode is stale).
+    pub fn key_of(&self, inode: &Inode) -> Option<String> {
+        let mut names = Vec::new();
+        let mut loc = inode.location.lock().clone();
+        let mut current = inode.ino;
+        while current != ROOT_INO {
+            names.push(loc.name.clone());
+            current = loc.parent;
+            loc = self.get(current)?.location.lock().clone();
+        }
+        let mut key = self.root_prefix.clone();
+        for name in names.iter().rev() {
+            key.push_str(name);
+            key.push('/');
+        }
+        if inode.kind == Kind::File {
+            key.pop();
+        }
+        Some(key)
+    }
+
+    /// Moves `inode` to `name` in `new_parent`; whatever had that name loses it.
+    pub fn rename(&self, inode: &Inode, new_parent: u64, name: &str) {
+        let old = inode.location.lock().clone();
+        self.children.remove_if(&(old.parent, old.name), |_, v| *v == inode.ino);
+        *inode.location.lock() = Location { parent: new_parent, name: name.to_string() };
+        self.children.insert((new_parent, name.to_string()), inode.ino);
     }
 
     /// The inode for `name` in `parent` with this kind, made if needed. A name whose kind
@@ -99,18 +155,7 @@ impl InodeTable {
                 }
             }
         }
-        let key = match kind {
-            Kind::File => format!("{}{name}", parent.key),
-            Kind::Directory => format!("{}{name}/", parent.key),
-        };
-        let inode = Arc::new(Inode {
-            ino: self.next_ino.fetch_add(1, Ordering::Relaxed),
-            parent: parent.ino,
-            name: name.to_string(),
-            key,
-            kind,
-            state: Mutex::new(InodeState { stat: ObjectStat::default(), validated: None, lookups: 0 }),
-        });
+        let inode = Arc::new(Inode::new(self.next_ino.fetch_add(1, Ordering::Relaxed), kind, parent.ino, name, 0));
         self.inodes.insert(inode.ino, inode.clone());
         slot.insert(inode.ino);
         inode
@@ -134,7 +179,8 @@ impl InodeTable {
         };
         if gone {
             self.inodes.remove(&ino);
-            self.children.remove_if(&(inode.parent, inode.name.clone()), |_, v| *v == ino);
+            let loc = inode.location.lock().clone();
+            self.children.remove_if(&(loc.parent, loc.name), |_, v| *v == ino);
         }
     }
 
@@ -157,11 +203,24 @@ mod tests {
         let t = InodeTable::new("pre/");
         let root = t.get(ROOT_INO).unwrap();
         let d = t.upsert_child(&root, "d", Kind::Directory);
-        assert_eq!(d.key, "pre/d/");
+        assert_eq!(t.key_of(&d).unwrap(), "pre/d/");
         let f = t.upsert_child(&d, "f", Kind::File);
-        assert_eq!(f.key, "pre/d/f");
+        assert_eq!(t.key_of(&f).unwrap(), "pre/d/f");
         assert_eq!(t.upsert_child(&d, "f", Kind::File).ino, f.ino);
         assert_eq!(t.child(d.ino, "f").unwrap().ino, f.ino);
+    }
+
+    #[test]
+    fn renaming_a_directory_moves_the_keys_below_it() {
+        let t = InodeTable::new("");
+        let root = t.get(ROOT_INO).unwrap();
+        let a = t.upsert_child(&root, "a", Kind::Directory);
+        let b = t.upsert_child(&root, "b", Kind::Directory);
+        let f = t.upsert_child(&a, "f", Kind::File);
+        t.rename(&a, b.ino, "moved");
+        assert_eq!(t.key_of(&f).unwrap(), "b/moved/f");
+        assert!(t.child(ROOT_INO, "a").is_none());
+        assert_eq!(t.child(b.ino, "moved").unwrap().ino, a.ino);
     }
 
     #[test]

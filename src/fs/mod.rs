@@ -26,7 +26,10 @@ pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAM
 
 use crate::config::FsConfig;
 use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
-use crate::write::{BaseObject, MetaChange, Uploaded, WriteConfig, WriterHandle};
+use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriterHandle};
+
+/// Objects copied at once when a directory is renamed.
+const RENAME_CONCURRENCY: usize = 16;
 
 /// The largest object CopyObject copies in one request.
 const MAX_SINGLE_COPY: u64 = 5 << 30;
@@ -57,7 +60,6 @@ pub struct StatFs {
 /// open for writing has its writer.
 struct OpenFile {
     ino: u64,
-    key: String,
     size: u64,
     writer: Option<WriterHandle>,
     /// The process that opened the file (its thread group id).
@@ -134,9 +136,14 @@ impl Fs {
         self.inodes.get(ino).ok_or(FsError::NotFound)
     }
 
+    /// The object key (file) or prefix (directory) of an inode, as it is named now.
+    fn key(&self, inode: &Inode) -> Result<String, FsError> {
+        self.inodes.key_of(inode).ok_or(FsError::NotFound)
+    }
+
     fn attr_of(&self, inode: &Inode) -> Attr {
         match inode.kind {
-            Kind::Directory => attr::dir_attr(inode.ino, &self.cfg, self.mounted_at),
+            Kind::Directory => attr::dir_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at),
             Kind::File => {
                 let mut attr = attr::file_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
                 if let Some(writer) = self.writer_of(inode.ino) {
@@ -154,7 +161,7 @@ impl Fs {
     /// Whether the store's view of this file may be used: not while it is being written,
     /// when the local data is the truth.
     fn needs_revalidation(&self, inode: &Inode) -> bool {
-        inode.kind == Kind::File && !self.writers.contains_key(&inode.ino) && inode.fresh_stat(self.cfg.metadata_ttl).is_none()
+        inode.ino != ROOT_INO && !self.writers.contains_key(&inode.ino) && inode.fresh_stat(self.cfg.metadata_ttl).is_none()
     }
 
     /// Finds `name` in `parent`; on success the kernel holds one more reference to it.
@@ -177,13 +184,24 @@ impl Fs {
     /// Asks the store what `name` is: a directory if anything lies below `name/` (which
     /// wins over an object of the same name), else a file if the object exists.
     async fn resolve_child(&self, dir: &Inode, name: &str) -> Result<Arc<Inode>, FsError> {
-        let file_key = format!("{}{name}", dir.key);
+        let file_key = format!("{}{name}", self.key(dir)?);
         let dir_prefix = format!("{file_key}/");
         let (listed, head) =
             tokio::join!(self.client.list_page(&dir_prefix, None, 1), self.client.head_object(&file_key));
         let listed = listed?;
         if !listed.objects.is_empty() || !listed.common_prefixes.is_empty() {
-            return Ok(self.inodes.upsert_child(dir, name, Kind::Directory));
+            let inode = self.inodes.upsert_child(dir, name, Kind::Directory);
+            // A marker (listed first, as the shortest key) carries the directory's attributes.
+            let stat = match listed.objects.first().filter(|o| o.key == dir_prefix) {
+                Some(_) => match self.client.head_object(&dir_prefix).await {
+                    Ok(info) => stat_from_head(info),
+                    Err(ObjectError::NotFound) => ObjectStat::default(),
+                    Err(e) => return Err(e.into()),
+                },
+                None => ObjectStat::default(),
+            };
+            inode.set_stat(stat);
+            return Ok(inode);
         }
         match head {
             Ok(info) => {
@@ -207,21 +225,21 @@ impl Fs {
 
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let inode = self.inode(ino)?;
-        if self.needs_revalidation(&inode) {
+        if inode.kind == Kind::File && self.needs_revalidation(&inode) {
             self.revalidate(&inode).await?;
         }
         Ok(self.attr_of(&inode))
     }
 
     async fn revalidate(&self, inode: &Inode) -> Result<ObjectStat, FsError> {
-        match self.client.head_object(&inode.key).await {
+        match self.client.head_object(&self.key(inode)?).await {
             Ok(info) => {
                 let stat = stat_from_head(info);
                 inode.set_stat(stat.clone());
                 Ok(stat)
             }
             Err(ObjectError::NotFound) => {
-                self.inodes.unlink_child(inode.parent, &inode.name, inode.ino);
+                self.inodes.unlink_child(inode.parent(), &inode.name(), inode.ino);
                 Err(FsError::NotFound)
             }
             Err(e) => Err(e.into()),
@@ -245,13 +263,15 @@ impl Fs {
         } else {
             inode.stat()
         };
-        let writer = write.then(|| {
+        let writer = if write {
             let base = (!truncate).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
-            let writer = self.spawn_writer(&inode, base);
+            let writer = self.spawn_writer(&inode, base)?;
             self.writers.insert(ino, writer.clone());
-            writer
-        });
-        Ok(self.add_handle(OpenFile { ino, key: inode.key.clone(), size: stat.size, writer, opener: thread_group_of(pid) }))
+            Some(writer)
+        } else {
+            None
+        };
+        Ok(self.add_handle(OpenFile { ino, size: stat.size, writer, opener: thread_group_of(pid) }))
     }
 
     fn add_handle(&self, file: OpenFile) -> u64 {
@@ -260,7 +280,7 @@ impl Fs {
         fh
     }
 
-    fn spawn_writer(&self, inode: &Inode, base: Option<BaseObject>) -> WriterHandle {
+    fn spawn_writer(&self, inode: &Inode, base: Option<BaseObject>) -> Result<WriterHandle, FsError> {
         let posix = attr::file_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
         let metadata: HashMap<String, String> = [
             ("mode".to_string(), (libc::S_IFREG | u32::from(posix.perm)).to_string()),
@@ -269,12 +289,12 @@ impl Fs {
         ]
         .into();
         let opts = PutOptions {
-            content_type: Some(mime_guess::from_path(&inode.name).first_or_octet_stream().essence_str().to_string()),
+            content_type: Some(mime_guess::from_path(inode.name()).first_or_octet_stream().essence_str().to_string()),
             metadata,
             acl: self.upload_defaults.acl.clone(),
             storage_class: self.upload_defaults.storage_class.clone(),
         };
-        WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), inode.key.clone(), opts, base)
+        Ok(WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), self.key(inode)?, opts, base))
     }
 
     /// Makes `name` in `parent` as an empty file open for writing; it is stored at close.
@@ -288,11 +308,11 @@ impl Fs {
             etag: None,
             posix: PosixMeta { mode: Some(libc::S_IFREG | u32::from(perm)), uid: Some(uid), gid: Some(gid), mtime: Some(now) },
         });
-        let writer = self.spawn_writer(&inode, None);
+        let writer = self.spawn_writer(&inode, None)?;
         self.writers.insert(inode.ino, writer.clone());
         self.inodes.remember(&inode);
         let opener = thread_group_of(pid);
-        let fh = self.add_handle(OpenFile { ino: inode.ino, key: inode.key.clone(), size: 0, writer: Some(writer), opener });
+        let fh = self.add_handle(OpenFile { ino: inode.ino, size: 0, writer: Some(writer), opener });
         Ok((self.attr_of(&inode), fh))
     }
 
@@ -311,7 +331,8 @@ impl Fs {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        match self.client.get_range(&file.key, offset..end).await {
+        let key = self.key(&*self.inode(file.ino)?)?;
+        match self.client.get_range(&key, offset..end).await {
             Ok(bytes) => Ok(bytes),
             // The object shrank since open: what was there is gone, so this is its end.
             Err(ObjectError::InvalidRange) => Ok(Bytes::new()),
@@ -363,12 +384,22 @@ impl Fs {
         if self.find_child(&dir, name).await?.is_some() {
             return Err(FsError::Exists);
         }
-        let key = format!("{}{name}/", dir.key);
-        let secs = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let opts = PutOptions {
+        let key = format!("{}{name}/", self.key(&dir)?);
+        let opts = self.marker_options(libc::S_IFDIR | u32::from(perm), uid, gid, SystemTime::now());
+        self.client.put_object(&key, Bytes::new(), &opts).await?;
+        let inode = self.inodes.upsert_child(&dir, name, Kind::Directory);
+        inode.set_stat(ObjectStat { posix: PosixMeta::from_metadata(&opts.metadata), ..ObjectStat::default() });
+        self.inodes.remember(&inode);
+        Ok(self.attr_of(&inode))
+    }
+
+    /// How a `dir/` marker is stored: empty, with the directory's attributes.
+    fn marker_options(&self, mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> PutOptions {
+        let secs = mtime.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        PutOptions {
             content_type: Some("application/x-directory".into()),
             metadata: [
-                ("mode".to_string(), (libc::S_IFDIR | u32::from(perm)).to_string()),
+                ("mode".to_string(), mode.to_string()),
                 ("uid".to_string(), uid.to_string()),
                 ("gid".to_string(), gid.to_string()),
                 ("mtime".to_string(), secs.to_string()),
@@ -376,11 +407,7 @@ impl Fs {
             .into(),
             acl: self.upload_defaults.acl.clone(),
             storage_class: self.upload_defaults.storage_class.clone(),
-        };
-        self.client.put_object(&key, Bytes::new(), &opts).await?;
-        let inode = self.inodes.upsert_child(&dir, name, Kind::Directory);
-        self.inodes.remember(&inode);
-        Ok(self.attr_of(&inode))
+        }
     }
 
     /// Removes a file. One still open for writing keeps working for its descriptors but is
@@ -394,7 +421,7 @@ impl Fs {
         if let Some((_, writer)) = self.writers.remove(&child.ino) {
             writer.discard().await?;
         }
-        self.client.delete_object(&child.key).await?;
+        self.client.delete_object(&self.key(&child)?).await?;
         self.inodes.unlink_child(parent, name, child.ino);
         Ok(())
     }
@@ -406,13 +433,158 @@ impl Fs {
         if child.kind != Kind::Directory {
             return Err(FsError::NotDirectory);
         }
-        let page = self.client.list_page(&child.key, None, 2).await?;
-        let only_marker = page.common_prefixes.is_empty() && page.objects.iter().all(|o| o.key == child.key);
-        if !only_marker || self.writers.iter().any(|w| self.inodes.get(*w.key()).is_some_and(|i| i.parent == child.ino)) {
+        let prefix = self.key(&child)?;
+        let page = self.client.list_page(&prefix, None, 2).await?;
+        let only_marker = page.common_prefixes.is_empty() && page.objects.iter().all(|o| o.key == prefix);
+        if !only_marker || self.writers.iter().any(|w| self.inodes.get(*w.key()).is_some_and(|i| i.parent() == child.ino)) {
             return Err(FsError::NotEmpty);
         }
-        self.client.delete_object(&child.key).await?;
+        self.client.delete_object(&prefix).await?;
         self.inodes.unlink_child(parent, name, child.ino);
+        Ok(())
+    }
+
+    /// rename(2). A file is copied on the server (keeping its metadata; Content-Type from
+    /// the new name) and the old key deleted; a directory moves every key below it, the
+    /// sources deleted only once all copies succeeded. Not atomic: a failure leaves every
+    /// object reachable under its old or its new name, and reports EIO.
+    pub async fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, no_replace: bool) -> Result<(), FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        let new_dir = self.writable_dir(new_parent, new_name)?;
+        let src = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
+        let dst = self.find_child(&new_dir, new_name).await?;
+        if let Some(dst) = &dst {
+            if dst.ino == src.ino {
+                return Ok(());
+            }
+            if no_replace {
+                return Err(FsError::Exists);
+            }
+            match (src.kind, dst.kind) {
+                (Kind::File, Kind::Directory) => return Err(FsError::IsDirectory),
+                (Kind::Directory, Kind::File) => return Err(FsError::NotDirectory),
+                (Kind::Directory, Kind::Directory) => {
+                    let page = self.client.list_page(&self.key(dst)?, None, 2).await?;
+                    if !page.common_prefixes.is_empty() || page.objects.iter().any(|o| !o.key.ends_with('/')) {
+                        return Err(FsError::NotEmpty);
+                    }
+                }
+                (Kind::File, Kind::File) => {}
+            }
+        }
+        let new_key = format!("{}{new_name}", self.key(&new_dir)?);
+        match src.kind {
+            Kind::File => self.rename_file(&src, &new_key).await?,
+            Kind::Directory => self.rename_dir(&src, &format!("{new_key}/")).await?,
+        }
+        if let Some((_, replaced)) = dst.and_then(|d| self.writers.remove(&d.ino)) {
+            // A file replaced by the rename must not come back when its writer closes.
+            replaced.discard().await?;
+        }
+        self.inodes.rename(&src, new_parent, new_name);
+        Ok(())
+    }
+
+    async fn rename_file(&self, src: &Inode, new_key: &str) -> Result<(), FsError> {
+        let old_key = self.key(src)?;
+        let writer = self.writer_of(src.ino);
+        if let Some(writer) = &writer {
+            // What is written so far is stored first, so the copy carries it.
+            if let Some(uploaded) = writer.flush().await? {
+                self.record_upload(src.ino, uploaded);
+            }
+        }
+        let info = self.client.head_object(&old_key).await?;
+        let opts = PutOptions {
+            content_type: Some(mime_guess::from_path(new_key).first_or_octet_stream().essence_str().to_string()),
+            metadata: info.metadata.clone(),
+            acl: self.upload_defaults.acl.clone(),
+            storage_class: self.upload_defaults.storage_class.clone(),
+        };
+        let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
+        self.client.delete_object(&old_key).await?;
+        if let Some(writer) = writer {
+            writer.rekey(new_key.to_string(), BaseObject { etag: etag.clone(), size: info.size }).await?;
+        }
+        let mut stat = src.stat();
+        stat.etag = etag;
+        src.set_stat(stat);
+        Ok(())
+    }
+
+    /// One object to another name on the server: CopyObject, or part by part above the
+    /// copy threshold. `opts` replaces the metadata; `None` keeps it.
+    async fn copy(&self, from: &str, info: &ObjectInfo, to: &str, opts: Option<&PutOptions>) -> Result<Option<String>, FsError> {
+        if info.size <= self.write_cfg.copy_threshold {
+            return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
+        }
+        let etag = info.etag.as_deref().ok_or(FsError::NotSupported)?;
+        let kept;
+        let opts = match opts {
+            Some(o) => o,
+            None => {
+                kept = PutOptions {
+                    content_type: info.content_type.clone(),
+                    metadata: info.metadata.clone(),
+                    acl: self.upload_defaults.acl.clone(),
+                    storage_class: self.upload_defaults.storage_class.clone(),
+                };
+                &kept
+            }
+        };
+        Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, opts).await?)
+    }
+
+    async fn rename_dir(&self, src: &Inode, new_prefix: &str) -> Result<(), FsError> {
+        let old_prefix = self.key(src)?;
+        let busy = self.writers.iter().any(|w| {
+            self.inodes.get(*w.key()).and_then(|i| self.inodes.key_of(&i)).is_some_and(|k| k.starts_with(&old_prefix))
+        });
+        if busy {
+            return Err(FsError::Busy);
+        }
+        let objects = self.client.list_all(&old_prefix).await?;
+        if objects.is_empty() {
+            // A directory that exists only here (made, nothing stored below): nothing to move.
+            return Ok(());
+        }
+        let mut copies = tokio::task::JoinSet::new();
+        let mut failed = None;
+        for object in &objects {
+            while copies.len() >= RENAME_CONCURRENCY {
+                if let Some(Ok(Err(e))) = copies.join_next().await {
+                    failed.get_or_insert(e);
+                }
+            }
+            let to = format!("{new_prefix}{}", &object.key[old_prefix.len()..]);
+            let (from, etag, client) = (object.key.clone(), object.etag.clone(), self.client.clone());
+            if object.size > self.write_cfg.copy_threshold {
+                // Part copies need the metadata up front: ask for it and copy inline.
+                let info = self.client.head_object(&from).await?;
+                if let Err(e) = self.copy(&from, &info, &to, None).await {
+                    failed.get_or_insert(e);
+                }
+                continue;
+            }
+            copies.spawn(async move { client.copy_object(&from, etag.as_deref(), &to, None).await.map(drop).map_err(FsError::from) });
+        }
+        while let Some(done) = copies.join_next().await {
+            if let Ok(Err(e)) = done {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            tracing::error!(from = %old_prefix, to = %new_prefix, "directory rename failed while copying; every object is still under the old name: {e}");
+            return Err(e);
+        }
+        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+        for batch in keys.chunks(1000) {
+            let failures = self.client.delete_objects(batch).await?;
+            if let Some((key, why)) = failures.first() {
+                tracing::error!(from = %old_prefix, to = %new_prefix, "directory rename copied everything but could not delete {} old key(s), e.g. {key}: {why}", failures.len());
+                return Err(FsError::Store(ObjectError::Protocol(format!("could not delete {key}: {why}"))));
+            }
+        }
         Ok(())
     }
 
@@ -456,18 +628,27 @@ impl Fs {
         if self.cfg.read_only {
             return Err(FsError::ReadOnly);
         }
-        if inode.kind == Kind::Directory {
-            return Err(FsError::NotSupported);
-        }
         let mut stat = inode.stat();
-        let current = attr::file_attr(ino, &stat, &self.cfg, self.mounted_at);
-        let mode = libc::S_IFREG | u32::from(change.mode.unwrap_or(current.perm));
+        let current = self.attr_of(&inode);
+        let type_bits = if inode.kind == Kind::Directory { libc::S_IFDIR } else { libc::S_IFREG };
+        let mode = type_bits | u32::from(change.mode.unwrap_or(current.perm));
         let meta = MetaChange { mode: Some(mode), uid: change.uid.or(Some(current.uid)), gid: change.gid.or(Some(current.gid)), mtime: change.mtime };
         let writer = fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
         match writer {
             Some(writer) => writer.set_meta(meta).await?,
             None => {
-                let info = self.client.head_object(&inode.key).await?;
+                let key = self.key(&inode)?;
+                let info = match self.client.head_object(&key).await {
+                    Ok(info) => info,
+                    // A directory without a marker gets one, to hold its attributes.
+                    Err(ObjectError::NotFound) if inode.kind == Kind::Directory => {
+                        let opts = self.marker_options(mode, meta.uid.unwrap_or(current.uid), meta.gid.unwrap_or(current.gid), change.mtime.unwrap_or(current.mtime));
+                        self.client.put_object(&key, Bytes::new(), &opts).await?;
+                        inode.set_stat(ObjectStat { posix: PosixMeta::from_metadata(&opts.metadata), ..ObjectStat::default() });
+                        return Ok(self.attr_of(&inode));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if info.size > MAX_SINGLE_COPY {
                     return Err(FsError::NotSupported);
                 }
@@ -486,7 +667,7 @@ impl Fs {
                     acl: self.upload_defaults.acl.clone(),
                     storage_class: self.upload_defaults.storage_class.clone(),
                 };
-                let etag = self.client.copy_object(&inode.key, info.etag.as_deref(), &inode.key, &opts).await?;
+                let etag = self.client.copy_object(&key, info.etag.as_deref(), &key, Some(&opts)).await?;
                 stat = ObjectStat { size: info.size, last_modified: Some(SystemTime::now()), etag, posix: PosixMeta::from_metadata(&metadata) };
                 inode.set_stat(stat);
                 return Ok(self.attr_of(&inode));
@@ -528,7 +709,7 @@ impl Fs {
             None => {
                 let stat = self.revalidate(&inode).await?;
                 let base = (size > 0).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
-                let writer = self.spawn_writer(&inode, base);
+                let writer = self.spawn_writer(&inode, base)?;
                 writer.truncate(size).await?;
                 if let Some(uploaded) = writer.close().await? {
                     self.record_upload(ino, uploaded);
@@ -547,7 +728,7 @@ impl Fs {
         let handle = DirHandle {
             ino,
             entries: Vec::new(),
-            merger: EntryMerger::new(&inode.key),
+            merger: EntryMerger::new(&self.key(&inode)?),
             next: None,
             started: false,
             done: false,
@@ -565,11 +746,11 @@ impl Fs {
         if offset == 0 && h.started {
             // rewinddir(3): start over, so the listing is current.
             let dir = self.inode(h.ino)?;
-            *h = DirHandle { ino: h.ino, entries: Vec::new(), merger: EntryMerger::new(&dir.key), next: None, started: false, done: false };
+            *h = DirHandle { ino: h.ino, entries: Vec::new(), merger: EntryMerger::new(&self.key(&dir)?), next: None, started: false, done: false };
         }
         if !h.started {
             let dir = self.inode(h.ino)?;
-            let parent = self.inode(dir.parent)?;
+            let parent = self.inode(dir.parent())?;
             h.entries.push(DirEntry { name: ".".into(), attr: self.attr_of(&dir) });
             h.entries.push(DirEntry { name: "..".into(), attr: self.attr_of(&parent) });
             h.started = true;
@@ -583,12 +764,17 @@ impl Fs {
 
     async fn list_more(&self, h: &mut DirHandle) -> Result<(), FsError> {
         let dir = self.inode(h.ino)?;
-        let page = self.client.list_page(&dir.key, h.next.take(), LIST_PAGE_KEYS).await?;
+        let page = self.client.list_page(&self.key(&dir)?, h.next.take(), LIST_PAGE_KEYS).await?;
         h.next = page.next.clone();
         h.done = h.next.is_none();
         for entry in h.merger.push(page) {
             let inode = match entry.kind {
-                ListedKind::Directory => self.inodes.upsert_child(&dir, &entry.name, Kind::Directory),
+                ListedKind::Directory => {
+                    let inode = self.inodes.upsert_child(&dir, &entry.name, Kind::Directory);
+                    // The listing proves it exists; its attributes wait for a lookup.
+                    inode.mark_fresh();
+                    inode
+                }
                 ListedKind::File(o) => {
                     let inode = self.inodes.upsert_child(&dir, &entry.name, Kind::File);
                     inode.set_listed_stat(ObjectStat {
@@ -608,11 +794,12 @@ impl Fs {
                 .writers
                 .iter()
                 .filter_map(|w| self.inodes.get(*w.key()))
-                .filter(|i| i.parent == h.ino)
+                .filter(|i| i.parent() == h.ino)
                 .collect();
             for inode in local {
-                if !h.entries.iter().any(|e| e.name == inode.name) {
-                    h.entries.push(DirEntry { name: inode.name.clone(), attr: self.attr_of(&inode) });
+                let name = inode.name();
+                if !h.entries.iter().any(|e| e.name == name) {
+                    h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
                 }
             }
         }

@@ -115,15 +115,40 @@ impl ObjectClient {
         continuation: Option<String>,
         max_keys: i32,
     ) -> Result<ListPage, ObjectError> {
+        self.list_any(prefix, Some("/"), continuation, max_keys).await
+    }
+
+    /// Every key under `prefix`, at any depth, paging as needed.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<ObjectSummary>, ObjectError> {
+        let mut all = Vec::new();
+        let mut next = None;
+        loop {
+            let page = self.list_any(prefix, None, next, 1000).await?;
+            all.extend(page.objects);
+            match page.next {
+                Some(n) => next = Some(n),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    async fn list_any(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        continuation: Option<String>,
+        max_keys: i32,
+    ) -> Result<ListPage, ObjectError> {
         match self.list_version {
-            ListVersion::V1 => self.list_page_v1(prefix, continuation, max_keys).await,
-            ListVersion::V2 => self.list_page_v2(prefix, continuation, max_keys).await,
+            ListVersion::V1 => self.list_page_v1(prefix, delimiter, continuation, max_keys).await,
+            ListVersion::V2 => self.list_page_v2(prefix, delimiter, continuation, max_keys).await,
         }
     }
 
     async fn list_page_v1(
         &self,
         prefix: &str,
+        delimiter: Option<&str>,
         marker: Option<String>,
         max_keys: i32,
     ) -> Result<ListPage, ObjectError> {
@@ -132,7 +157,7 @@ impl ObjectClient {
             .list_objects()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .delimiter("/")
+            .set_delimiter(delimiter.map(str::to_string))
             .max_keys(max_keys)
             .set_marker(marker)
             .send()
@@ -156,6 +181,7 @@ impl ObjectClient {
     async fn list_page_v2(
         &self,
         prefix: &str,
+        delimiter: Option<&str>,
         token: Option<String>,
         max_keys: i32,
     ) -> Result<ListPage, ObjectError> {
@@ -164,7 +190,7 @@ impl ObjectClient {
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
-            .delimiter("/")
+            .set_delimiter(delimiter.map(str::to_string))
             .max_keys(max_keys)
             .set_continuation_token(token)
             .send()
@@ -243,22 +269,33 @@ impl ObjectClient {
     }
 
     /// Server-side copy of `source` (only at ETag `etag`, when given) to `key`, with the
-    /// metadata replaced by `opts`'. Objects over 5 GiB need a multipart copy instead.
-    pub async fn copy_object(&self, source: &str, etag: Option<&str>, key: &str, opts: &PutOptions) -> Result<Option<String>, ObjectError> {
-        let out = self
+    /// metadata replaced by `opts`, or kept when `opts` is `None`. Objects over 5 GiB need
+    /// a multipart copy instead.
+    pub async fn copy_object(
+        &self,
+        source: &str,
+        etag: Option<&str>,
+        key: &str,
+        opts: Option<&PutOptions>,
+    ) -> Result<Option<String>, ObjectError> {
+        use aws_sdk_s3::types::MetadataDirective;
+        let mut req = self
             .client
             .copy_object()
             .bucket(&self.bucket)
             .key(key)
             .copy_source(copy_source(&self.bucket, source))
-            .set_copy_source_if_match(etag.map(str::to_string))
-            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-            .set_content_type(opts.content_type.clone())
-            .set_metadata(Some(opts.metadata.clone()))
-            .set_acl(opts.acl.as_deref().map(Into::into))
-            .set_storage_class(opts.storage_class.as_deref().map(Into::into))
-            .send()
-            .await?;
+            .set_copy_source_if_match(etag.map(str::to_string));
+        req = match opts {
+            Some(opts) => req
+                .metadata_directive(MetadataDirective::Replace)
+                .set_content_type(opts.content_type.clone())
+                .set_metadata(Some(opts.metadata.clone()))
+                .set_acl(opts.acl.as_deref().map(Into::into))
+                .set_storage_class(opts.storage_class.as_deref().map(Into::into)),
+            None => req.metadata_directive(MetadataDirective::Copy),
+        };
+        let out = req.send().await?;
         debug!(op = "CopyObject", source, key, request_id = out.request_id(), "copied");
         Ok(out.copy_object_result().and_then(|r| r.e_tag()).map(str::to_string))
     }
@@ -275,6 +312,38 @@ impl ObjectClient {
                 other => Err(other),
             },
         }
+    }
+
+    /// Deletes up to 1000 keys in one request; returns the keys that could not be
+    /// deleted, with the reason.
+    pub async fn delete_objects(&self, keys: &[String]) -> Result<Vec<(String, String)>, ObjectError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ObjectError::Protocol(e.to_string()))?;
+        let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|e| ObjectError::Protocol(e.to_string()))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .customize()
+            // XOS, like S3 before checksums, requires Content-MD5 on DeleteObjects.
+            .mutate_request(|req| {
+                use md5::Digest;
+                let digest = md5::Md5::digest(req.body().bytes().unwrap_or_default());
+                req.headers_mut().insert("Content-MD5", aws_smithy_types::base64::encode(digest.as_slice()));
+            })
+            .send()
+            .await?;
+        debug!(op = "DeleteObjects", count = keys.len(), request_id = out.request_id(), "deleted");
+        Ok(out
+            .errors()
+            .iter()
+            .map(|e| (e.key().unwrap_or_default().to_string(), e.message().or(e.code()).unwrap_or_default().to_string()))
+            .collect())
     }
 
     pub async fn create_multipart_upload(&self, key: &str, opts: &PutOptions) -> Result<String, ObjectError> {

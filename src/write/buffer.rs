@@ -260,6 +260,13 @@ impl WriteBuffer {
         Ok(())
     }
 
+    /// Points the (flushed, clean) buffer at the object's new name.
+    pub fn rekey(&mut self, key: String, base: BaseObject) {
+        self.key = key;
+        self.base_limit = base.size.min(self.size);
+        self.base = Some(base);
+    }
+
     pub async fn discard(&mut self) {
         self.discarded = true;
         if let Some(queue) = self.stream.take() {

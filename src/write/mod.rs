@@ -19,6 +19,7 @@ use tracing::{error, Instrument};
 
 pub use buffer::{BaseObject, MetaChange, Uploaded};
 pub use parts::{ladder_capacity, MAX_PART, MIN_PART};
+pub use upload::multipart_copy;
 pub use ranges::RangeSet;
 
 use crate::s3::{ObjectClient, ObjectError, PutOptions};
@@ -29,17 +30,20 @@ pub struct WriteConfig {
     pub part_size: u64,
     pub concurrency: usize,
     pub cache_dir: PathBuf,
+    /// Objects larger than this are copied (renamed) with UploadPartCopy, in parts of it.
+    pub copy_threshold: u64,
     budget: Arc<Semaphore>,
     budget_mib: u32,
 }
 
 impl WriteConfig {
-    pub fn new(part_size: u64, concurrency: usize, budget_bytes: u64, cache_dir: PathBuf) -> WriteConfig {
+    pub fn new(part_size: u64, concurrency: usize, budget_bytes: u64, cache_dir: PathBuf, copy_threshold: u64) -> WriteConfig {
         let budget_mib = (budget_bytes >> 20).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         WriteConfig {
             part_size,
             concurrency,
             cache_dir,
+            copy_threshold,
             budget: Arc::new(Semaphore::new(budget_mib as usize)),
             budget_mib,
         }
@@ -73,6 +77,7 @@ enum Command {
     Truncate { size: u64, reply: Reply<()> },
     SetMeta { meta: MetaChange, reply: Reply<()> },
     Discard { reply: Reply<()> },
+    Rekey { key: String, base: BaseObject, reply: Reply<()> },
     Flush { reply: Reply<Option<Uploaded>> },
     Close { reply: Reply<Option<Uploaded>> },
 }
@@ -111,6 +116,10 @@ impl WriterHandle {
                         }
                         Command::Discard { reply } => {
                             buffer.discard().await;
+                            drop(reply.send(Ok(())))
+                        }
+                        Command::Rekey { key, base, reply } => {
+                            buffer.rekey(key, base);
                             drop(reply.send(Ok(())))
                         }
                         Command::Flush { reply } => drop(reply.send(buffer.flush().await)),
@@ -164,6 +173,11 @@ impl WriterHandle {
     /// The file was unlinked while open: keep serving the open descriptors, store nothing.
     pub async fn discard(&self) -> Result<(), WriteError> {
         self.ask(|reply| Command::Discard { reply }).await
+    }
+
+    /// The file was renamed (after a flush): later uploads go to `key`, over `base`.
+    pub async fn rekey(&self, key: String, base: BaseObject) -> Result<(), WriteError> {
+        self.ask(|reply| Command::Rekey { key, base, reply }).await
     }
 
     /// Flushes and ends the task.

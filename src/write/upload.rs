@@ -11,7 +11,42 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 
+use super::parts::{MAX_PART, MAX_PARTS, MIN_PART};
+use super::WriteConfig;
 use crate::s3::{CompletedPart, ObjectClient, ObjectError, PutOptions};
+
+/// Copies `size` bytes of `source` (at ETag `etag`) to `dest` on the server in parts of
+/// the copy threshold (grown to stay within 10,000 parts), for objects CopyObject refuses.
+pub async fn multipart_copy(
+    client: Arc<ObjectClient>,
+    cfg: &WriteConfig,
+    source: &str,
+    etag: &str,
+    dest: &str,
+    size: u64,
+    opts: &PutOptions,
+) -> Result<Option<String>, ObjectError> {
+    let part = cfg.copy_threshold.max(size.div_ceil(u64::from(MAX_PARTS))).clamp(MIN_PART, MAX_PART);
+    let mut queue = UploadQueue::start(client, dest, opts, cfg.concurrency).await?;
+    let mut number = 0;
+    let mut start = 0;
+    while start < size.max(1) {
+        number += 1;
+        let end = (start + part).min(size);
+        if let Err(e) = queue.submit_copy(number, source, etag, start..end).await {
+            queue.abort().await;
+            return Err(e);
+        }
+        start = end.max(start + 1);
+    }
+    match queue.complete(number).await {
+        Ok(etag) => Ok(etag),
+        Err((e, queue)) => {
+            queue.abort().await;
+            Err(e)
+        }
+    }
+}
 
 pub struct UploadQueue {
     client: Arc<ObjectClient>,

@@ -89,6 +89,12 @@ impl Server {
         });
     }
 
+    /// The stored object's bytes, read with the SDK (not through the mount).
+    pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
+        let out = self.block_on(self.client.get_object().bucket(BUCKET).key(key).send()).ok()?;
+        Some(self.block_on(out.body.collect()).unwrap().into_bytes().to_vec())
+    }
+
     /// The xosfs command with this server's endpoint and credentials (from the environment).
     pub fn xosfs(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xosfs"));

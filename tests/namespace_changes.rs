@@ -1,0 +1,169 @@
+//! Changing the namespace: mkdir, rmdir, unlink, rename of files and directories (with
+//! server-side copies), hard links, and the tools that rely on them (mv, cp -r, rsync).
+
+mod common;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use common::{ls, sha256, Server, BUCKET};
+use xosfs_testserver::{pseudo_random_bytes, FaultAction, FaultRule};
+
+fn keys(server: &Server) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let out = server
+            .block_on(server.client.list_objects_v2().bucket(BUCKET).set_continuation_token(token).send())
+            .unwrap();
+        keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_string()));
+        match out.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return keys,
+        }
+    }
+}
+
+fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
+    let (a, b) = (CString::new(from.as_os_str().as_bytes()).unwrap(), CString::new(to.as_os_str().as_bytes()).unwrap());
+    // SAFETY: two valid NUL-terminated paths; the call keeps neither.
+    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
+    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+}
+
+#[test]
+fn mkdir_rmdir_unlink_and_their_errors() {
+    let server = Server::memory();
+    server.put("full/file", "x");
+    // No caching, so the emptied implicit directory is seen gone at once.
+    let m = server.mount(&["--attr-ttl", "0"]);
+    std::fs::create_dir(m.join("made")).unwrap();
+    assert!(keys(&server).contains(&"made/".to_string()), "mkdir writes a marker");
+    assert!(std::fs::metadata(m.join("made")).unwrap().is_dir());
+    assert_eq!(std::fs::create_dir(m.join("made")).unwrap_err().raw_os_error(), Some(libc::EEXIST));
+    assert_eq!(std::fs::remove_dir(m.join("full")).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
+    assert_eq!(std::fs::remove_dir(m.join("full/file")).unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
+    assert_eq!(std::fs::remove_file(m.join("made")).unwrap_err().raw_os_error(), Some(libc::EISDIR));
+    assert_eq!(std::fs::remove_file(m.join("nope")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+    std::fs::remove_dir(m.join("made")).unwrap();
+    assert!(!keys(&server).contains(&"made/".to_string()));
+    std::fs::remove_file(m.join("full/file")).unwrap();
+    // An implicit directory with no marker goes away with its last file.
+    assert!(keys(&server).is_empty());
+    assert!(!m.join("full").exists());
+    // Hard links cannot exist for objects.
+    std::fs::write(m.join("a"), "a").unwrap();
+    assert_eq!(std::fs::hard_link(m.join("a"), m.join("b")).unwrap_err().raw_os_error(), Some(libc::EPERM));
+}
+
+#[test]
+fn rename_file_keeps_metadata_and_replaces_the_target() {
+    let server = Server::memory();
+    server.put("old.tmp", "new content");
+    server.put("target.png", "old content");
+    let m = server.mount(&[]);
+    std::fs::set_permissions(m.join("old.tmp"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::rename(m.join("old.tmp"), m.join("target.png")).unwrap();
+    assert_eq!(server.stored("target.png").unwrap(), b"new content");
+    assert!(server.stored("old.tmp").is_none());
+    let head = server.block_on(server.client.head_object().bucket(BUCKET).key("target.png").send()).unwrap();
+    assert_eq!(head.content_type(), Some("image/png"), "Content-Type follows the new name");
+    assert_eq!(head.metadata().unwrap()["mode"].parse::<u32>().unwrap() & 0o777, 0o600, "metadata kept");
+    assert_eq!(ls(m.path()), ["target.png"]);
+    assert_eq!(std::fs::read(m.join("target.png")).unwrap(), b"new content");
+}
+
+#[test]
+fn rename_flags_noreplace_and_exchange() {
+    let server = Server::memory();
+    server.put("a", "A");
+    server.put("b", "B");
+    let m = server.mount(&[]);
+    let err = renameat2(&m.join("a"), &m.join("b"), libc::RENAME_NOREPLACE).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    let err = renameat2(&m.join("a"), &m.join("b"), libc::RENAME_EXCHANGE).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    renameat2(&m.join("a"), &m.join("c"), libc::RENAME_NOREPLACE).unwrap();
+    assert_eq!(server.stored("c").unwrap(), b"A");
+    assert_eq!(server.stored("b").unwrap(), b"B");
+}
+
+#[test]
+fn large_file_rename_uses_part_copies() {
+    let server = Server::memory();
+    let data = pseudo_random_bytes(12 << 20, 12);
+    server.put("big.bin", data.clone());
+    let m = server.mount(&["--copy-threshold", "5M"]);
+    std::fs::rename(m.join("big.bin"), m.join("moved.bin")).unwrap();
+    assert_eq!(server.server.stats().count("CopyObject"), 0);
+    assert_eq!(server.server.stats().count("UploadPartCopy"), 3, "12 MiB in 5 MiB parts");
+    assert_eq!(sha256(&server.stored("moved.bin").unwrap()), sha256(&data));
+    assert!(server.stored("big.bin").is_none());
+}
+
+#[test]
+fn rename_directory_moves_every_key_in_batches() {
+    let server = Server::memory();
+    server.put("src/", "");
+    server.put("src/deep/x.txt", "x");
+    server.put_many((0..1200).map(|i| (format!("src/many/f{i:04}"), vec![b'y'])).collect());
+    let m = server.mount(&[]);
+    let before = server.server.stats().count("DeleteObjects");
+    std::fs::rename(m.join("src"), m.join("dst")).unwrap();
+    let all = keys(&server);
+    assert_eq!(all.len(), 1202);
+    assert!(all.iter().all(|k| k.starts_with("dst/")), "left behind: {:?}", all.iter().find(|k| !k.starts_with("dst/")));
+    assert!(server.server.stats().count("DeleteObjects") - before >= 2, "1,202 deletes need two batches");
+    assert_eq!(std::fs::read_to_string(m.join("dst/deep/x.txt")).unwrap(), "x");
+    assert_eq!(ls(&m.join("dst/many")).len(), 1200);
+    assert!(!m.join("src").exists());
+}
+
+#[test]
+fn failed_directory_rename_loses_nothing() {
+    let server = Server::memory();
+    for i in 0..20 {
+        server.put(&format!("dir/f{i:02}"), format!("{i}"));
+    }
+    let m = server.mount(&[]);
+    server.server.faults().add(FaultRule {
+        op: "CopyObject".into(),
+        key_contains: Some("f13".into()),
+        action: FaultAction::Error { status: 500 },
+        remaining: None,
+    });
+    let err = std::fs::rename(m.join("dir"), m.join("elsewhere")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    for i in 0..20 {
+        assert_eq!(server.stored(&format!("dir/f{i:02}")).unwrap(), format!("{i}").as_bytes(), "dir/f{i:02} lost");
+    }
+    assert_eq!(ls(&m.join("dir")).len(), 20);
+}
+
+#[test]
+fn tools_that_rename_work() {
+    let server = Server::memory();
+    let m = server.mount(&[]);
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("tree/sub")).unwrap();
+    std::fs::write(src.path().join("tree/a.txt"), "alpha").unwrap();
+    std::fs::write(src.path().join("tree/sub/b.bin"), pseudo_random_bytes(200_000, 2)).unwrap();
+    // cp -r makes directories and files.
+    assert!(std::process::Command::new("cp").arg("-r").arg(src.path().join("tree")).arg(m.join("copy")).status().unwrap().success());
+    assert_eq!(server.stored("copy/sub/b.bin").unwrap(), std::fs::read(src.path().join("tree/sub/b.bin")).unwrap());
+    // rsync writes a temporary file and renames it into place, then sets times and modes.
+    let rsync = std::process::Command::new("rsync").arg("-a").arg(src.path().join("tree/")).arg(m.join("synced/")).output().unwrap();
+    assert!(rsync.status.success(), "rsync: {}", String::from_utf8_lossy(&rsync.stderr));
+    assert_eq!(server.stored("synced/a.txt").unwrap(), b"alpha");
+    let again = std::process::Command::new("rsync").args(["-a", "--checksum"]).arg(src.path().join("tree/")).arg(m.join("synced/")).output().unwrap();
+    assert!(again.status.success());
+    // mv of a directory, then tar extraction.
+    assert!(std::process::Command::new("mv").arg(m.join("copy")).arg(m.join("moved")).status().unwrap().success());
+    assert_eq!(std::fs::read_to_string(m.join("moved/a.txt")).unwrap(), "alpha");
+    let tarball = src.path().join("t.tar");
+    assert!(std::process::Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(src.path()).arg("tree").status().unwrap().success());
+    let tar = std::process::Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(m.path()).output().unwrap();
+    assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
+    assert_eq!(server.stored("tree/a.txt").unwrap(), b"alpha");
+}
