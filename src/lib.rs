@@ -11,4 +11,5 @@ pub mod fs;
 pub mod fuse;
 pub mod daemon;
 pub mod mount;
+pub mod read;
 pub mod write;

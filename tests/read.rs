@@ -146,3 +146,30 @@ fn standard_tools_copy_and_checksum_a_tree() {
     let listing = String::from_utf8(ls.stdout).unwrap();
     assert!(ls.status.success() && listing.contains("300000") && listing.contains("c.txt"), "{listing}");
 }
+
+#[test]
+fn sequential_reads_are_prefetched_in_large_chunks_and_random_reads_are_not() {
+    let server = Server::memory();
+    let data = random_bytes(48 << 20, 48);
+    server.put("seq.bin", data.clone());
+    let m = server.mount(&[]);
+    let before = server.server.stats().count("GetObject");
+    assert_eq!(sha256(&std::fs::read(m.join("seq.bin")).unwrap()), sha256(&data));
+    let sequential = server.server.stats().count("GetObject") - before;
+    // 48 MiB in kernel reads of at most 1 MiB would be 48+ GETs; 8 MiB chunks make it 6
+    // plus the first few direct reads.
+    assert!(sequential <= 16, "{sequential} GETs for a sequential 48 MiB read");
+
+    let file = File::open(m.join("seq.bin")).unwrap();
+    let before = server.server.stats().count("GetObject");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    for _ in 0..20 {
+        let offset = rng.random_range(0..(48u64 << 20) - 4096) & !4095;
+        let mut buf = vec![0u8; 4096];
+        file.read_exact_at(&mut buf, offset).unwrap();
+        assert_eq!(buf, data[offset as usize..offset as usize + 4096]);
+    }
+    let random = server.server.stats().count("GetObject") - before;
+    // One GET per scattered read: no read-ahead chunks fetched for a random reader.
+    assert!(random <= 20, "{random} GETs for 20 random reads");
+}

@@ -26,7 +26,11 @@ pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAM
 
 use crate::config::FsConfig;
 use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
+use crate::read::{PrefetchBudget, Prefetcher};
 use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriterHandle};
+
+/// Memory all read-ahead windows of the mount may hold together.
+const PREFETCH_MEMORY: u64 = 512 << 20;
 
 /// Objects copied at once when a directory is renamed.
 const RENAME_CONCURRENCY: usize = 16;
@@ -60,7 +64,8 @@ pub struct StatFs {
 /// open for writing has its writer.
 struct OpenFile {
     ino: u64,
-    size: u64,
+    /// Reads of a file not open for writing.
+    reader: Option<Prefetcher>,
     writer: Option<WriterHandle>,
     /// The process that opened the file (its thread group id).
     opener: Option<u32>,
@@ -108,6 +113,7 @@ pub struct Fs {
     writers: DashMap<u64, WriterHandle>,
     write_cfg: Arc<WriteConfig>,
     upload_defaults: UploadDefaults,
+    prefetch_budget: PrefetchBudget,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
 }
@@ -123,6 +129,7 @@ impl Fs {
             writers: DashMap::new(),
             write_cfg,
             upload_defaults,
+            prefetch_budget: PrefetchBudget::new(PREFETCH_MEMORY),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
         }
@@ -263,15 +270,16 @@ impl Fs {
         } else {
             inode.stat()
         };
-        let writer = if write {
+        let (reader, writer) = if write {
             let base = (!truncate).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
             let writer = self.spawn_writer(&inode, base)?;
             self.writers.insert(ino, writer.clone());
-            Some(writer)
+            (None, Some(writer))
         } else {
-            None
+            let key = self.key(&inode)?;
+            (Some(Prefetcher::new(self.client.clone(), key, stat.size, stat.etag.clone(), self.prefetch_budget.clone())), None)
         };
-        Ok(self.add_handle(OpenFile { ino, size: stat.size, writer, opener: thread_group_of(pid) }))
+        Ok(self.add_handle(OpenFile { ino, reader, writer, opener: thread_group_of(pid) }))
     }
 
     fn add_handle(&self, file: OpenFile) -> u64 {
@@ -312,7 +320,7 @@ impl Fs {
         self.writers.insert(inode.ino, writer.clone());
         self.inodes.remember(&inode);
         let opener = thread_group_of(pid);
-        let fh = self.add_handle(OpenFile { ino: inode.ino, size: 0, writer: Some(writer), opener });
+        let fh = self.add_handle(OpenFile { ino: inode.ino, reader: None, writer: Some(writer), opener });
         Ok((self.attr_of(&inode), fh))
     }
 
@@ -327,17 +335,8 @@ impl Fs {
         if let Some(writer) = file.writer.clone().or_else(|| self.writer_of(file.ino)) {
             return Ok(writer.read(offset, size).await?);
         }
-        let end = offset.saturating_add(u64::from(size)).min(file.size);
-        if offset >= end {
-            return Ok(Bytes::new());
-        }
-        let key = self.key(&*self.inode(file.ino)?)?;
-        match self.client.get_range(&key, offset..end).await {
-            Ok(bytes) => Ok(bytes),
-            // The object shrank since open: what was there is gone, so this is its end.
-            Err(ObjectError::InvalidRange) => Ok(Bytes::new()),
-            Err(e) => Err(e.into()),
-        }
+        let reader = file.reader.as_ref().ok_or(FsError::BadHandle)?;
+        Ok(reader.read(offset, size).await?)
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: Vec<u8>) -> Result<u32, FsError> {

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# Side-by-side figures, one run: a raw S3 client (16 parallel 8 MiB requests: the limit),
+# xosfs, s3fs and rclone mount (--vfs-cache-mode writes), all against the same fresh local
+# endpoint (xosfs-testserver over s3s-fs, with TCP_NODELAY and 404 for directory keys).
+# Writes bench/results.md (figures and ratios to the raw client) and bench/ratios.png.
+#
+#   scripts/bench.sh            run everything (needs root: mounts, drop_caches)
+#   BENCH_FS="xosfs" scripts/bench.sh   only some filesystems
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+missing=()
+for tool in fusermount3:fuse3 s3fs:s3fs rclone:rclone fio:fio bc:bc; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
+done
+/usr/bin/python3 -c 'import matplotlib' 2>/dev/null || missing+=(python3-matplotlib)
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release --locked -p xosfs -p xosfs-testserver
+
+FILESYSTEMS=${BENCH_FS:-"xosfs s3fs rclone"}
+SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+WORK=$(mktemp -d /tmp/xosfs-bench.XXXXXX)
+export AWS_ACCESS_KEY_ID=bench-access-key AWS_SECRET_ACCESS_KEY=bench-secret-key
+MNT=$WORK/mnt
+mkdir -p "$MNT" "$WORK/data" bench
+
+cleanup() {
+    if mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT"; fi
+    pkill -f "rclone mount b:bench $MNT" 2>/dev/null || true
+    [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null
+    mountpoint -q "$MNT" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$ROOT/target/release/xosfs-testserver" --root "$WORK/data" --port 0 \
+    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" --bucket bench >"$WORK/server.log" 2>&1 &
+SERVER=$!
+until grep -q "^listening" "$WORK/server.log"; do
+    kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+EP=$(sed -n 's/^listening on //p' "$WORK/server.log")
+RAW="$ROOT/target/release/xosfs-bench-client --endpoint $EP --bucket bench"
+
+now() { date +%s.%N; }
+secs() { echo "$(now) - $1" | bc -l | xargs printf "%.3f"; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+echo "seeding: ${SIZE_MIB} MiB object, 10,000 small objects"
+$RAW put big.bin $((SIZE_MIB << 20)) >/dev/null
+$RAW put-many ls10k/ 10000 16 >/dev/null
+head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/src.bin"
+
+declare -A R
+R[raw,read]=$($RAW get big.bin)
+R[raw,reread]=${R[raw,read]}
+R[raw,random]=$($RAW random big.bin 256)
+R[raw,write]=$($RAW put raw-write.bin $((SIZE_MIB << 20)))
+R[raw,small]=$($RAW small raw-small/ 1000)
+R[raw,ls_cold]=$($RAW list ls10k/)
+R[raw,ls_warm]=${R[raw,ls_cold]}
+R[raw,rss]=0
+
+mount_fs() {
+    case $1 in
+    xosfs)
+        "$ROOT/target/release/xosfs" bench "$MNT" --endpoint "$EP" --path-style --cache-dir "$WORK/xosfs-cache"
+        pgrep -f "xosfs bench $MNT" | head -1 ;;
+    s3fs)
+        echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >"$WORK/passwd"; chmod 600 "$WORK/passwd"
+        s3fs bench "$MNT" -o "url=$EP,use_path_request_style,passwd_file=$WORK/passwd"
+        until mountpoint -q "$MNT"; do sleep 0.1; done
+        pgrep -f "s3fs bench $MNT" | head -1 ;;
+    rclone)
+        RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$EP \
+        RCLONE_CONFIG_B_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
+            rclone mount b:bench "$MNT" --vfs-cache-mode writes --cache-dir "$WORK/rclone-cache" --daemon
+        until mountpoint -q "$MNT"; do sleep 0.1; done
+        pgrep -f "rclone mount b:bench $MNT" | head -1 ;;
+    esac
+}
+
+unmount_fs() {
+    umount "$MNT" 2>/dev/null || umount -l "$MNT"
+    for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+}
+
+small_files() {
+    # 1,000 files of 4 KiB created, read back and removed; creation counts until the store
+    # lists all of them (rclone uploads after close). Files go in the root: s3fs cannot see
+    # directories that s3s-fs made from markers.
+    local t; t=$(now)
+    /usr/bin/python3 - "$MNT/small-$1-" <<'PY'
+import sys
+p = sys.argv[1]
+data = b"s" * 4096
+for i in range(1000):
+    with open(f"{p}{i:04}", "wb") as f:
+        f.write(data)
+PY
+    until [ "$($RAW count "small-$1-")" -ge 1000 ]; do sleep 0.05; done
+    /usr/bin/python3 - "$MNT/small-$1-" <<'PY'
+import os, sys
+p = sys.argv[1]
+for i in range(1000):
+    with open(f"{p}{i:04}", "rb") as f:
+        assert len(f.read()) == 4096
+for i in range(1000):
+    os.remove(f"{p}{i:04}")
+PY
+    secs "$t"
+}
+
+for fs in $FILESYSTEMS; do
+    echo "== $fs"
+    drop_caches
+    pid=$(mount_fs "$fs")
+    t=$(now); ls -l "$MNT/ls10k" >/dev/null; R[$fs,ls_cold]=$(secs "$t")
+    t=$(now); ls -l "$MNT/ls10k" >/dev/null; R[$fs,ls_warm]=$(secs "$t")
+    t=$(now); cat "$MNT/big.bin" >/dev/null; R[$fs,read]=$(secs "$t")
+    t=$(now); cat "$MNT/big.bin" >/dev/null; R[$fs,reread]=$(secs "$t")
+    drop_caches
+    t=$(now)
+    fio --name=rand --filename="$MNT/big.bin" --rw=randread --bs=64k --io_size=16m --size=$((SIZE_MIB))m \
+        --ioengine=psync --readonly --randrepeat=1 >/dev/null
+    R[$fs,random]=$(secs "$t")
+    t=$(now); dd if="$WORK/src.bin" of="$MNT/write-$fs.bin" bs=8M conv=fsync status=none; R[$fs,write]=$(secs "$t")
+    R[$fs,small]=$(small_files "$fs")
+    R[$fs,rss]=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")
+    unmount_fs "$pid"
+done
+
+# Random reads: raw does 256 GETs, the filesystems 256 reads of 64 KiB (16 MiB): same count.
+{
+    echo "# xosfs benchmark ($(date -u +%Y-%m-%d), ${SIZE_MIB} MiB object, local s3s-fs endpoint)"
+    echo
+    echo "Seconds (lower is better); in brackets the ratio of the raw client's time to this one"
+    echo "(1.00 = as fast as the raw client, above 1 = faster). Peak RSS in MiB."
+    echo
+    printf "| workload | raw client |"; for fs in $FILESYSTEMS; do printf " %s |" "$fs"; done; echo
+    printf "|---|---|"; for _ in $FILESYSTEMS; do printf -- "---|"; done; echo
+    for w in read reread random write small ls_cold ls_warm rss; do
+        case $w in
+        read) name="cold sequential read" ;; reread) name="warm re-read" ;;
+        random) name="random 64 KiB reads (256)" ;; write) name="sequential write + fsync" ;;
+        small) name="1,000 x 4 KiB create/read/remove" ;; ls_cold) name="ls -l 10,000 objects, cold" ;;
+        ls_warm) name="ls -l 10,000 objects, warm" ;; rss) name="peak RSS (MiB)" ;;
+        esac
+        printf "| %s | %s |" "$name" "${R[raw,$w]}"
+        for fs in $FILESYSTEMS; do
+            if [ "$w" = rss ]; then printf " %s |" "${R[$fs,$w]}"
+            else printf " %s (%.2f) |" "${R[$fs,$w]}" "$(echo "${R[raw,$w]} / ${R[$fs,$w]}" | bc -l)"; fi
+        done
+        echo
+    done
+} | tee bench/results.md
+
+/usr/bin/python3 - bench/results.md bench/ratios.png <<'PY'
+import re, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+rows = [l for l in open(sys.argv[1]) if l.startswith("| ") and "workload" not in l and "RSS" not in l]
+names, series = [], {}
+header = [l for l in open(sys.argv[1]) if l.startswith("| workload")][0]
+fss = [c.strip() for c in header.strip().strip("|").split("|")][2:]
+for l in rows:
+    cells = [c.strip() for c in l.strip().strip("|").split("|")]
+    names.append(cells[0])
+    for fs, c in zip(fss, cells[2:]):
+        series.setdefault(fs, []).append(float(re.search(r"\(([\d.]+)\)", c).group(1)))
+fig, ax = plt.subplots(figsize=(10, 5))
+w = 0.8 / max(1, len(series))
+for i, (fs, vals) in enumerate(series.items()):
+    ax.bar([x + i * w for x in range(len(names))], vals, w, label=fs)
+ax.axhline(1.0, color="black", linewidth=0.8)
+ax.set_xticks([x + w * (len(series) - 1) / 2 for x in range(len(names))])
+ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+ax.set_ylabel("speed relative to the raw S3 client")
+ax.set_yscale("log")
+ax.legend()
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=100)
+PY
+echo "wrote bench/results.md and bench/ratios.png"
