@@ -66,6 +66,12 @@ R[raw,ls_cold]=$($RAW list ls10k/)
 R[raw,ls_warm]=${R[raw,ls_cold]}
 R[raw,rss]=0
 
+wait_mounted() {
+    for _ in $(seq 300); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
+    echo "bench.sh: the mount did not come up" >&2
+    exit 1
+}
+
 mount_fs() {
     case $1 in
     xosfs)
@@ -74,13 +80,14 @@ mount_fs() {
     s3fs)
         echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >"$WORK/passwd"; chmod 600 "$WORK/passwd"
         s3fs bench "$MNT" -o "url=$EP,use_path_request_style,passwd_file=$WORK/passwd"
-        until mountpoint -q "$MNT"; do sleep 0.1; done
+        wait_mounted
         pgrep -f "s3fs bench $MNT" | head -1 ;;
     rclone)
-        RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$EP \
+        # rclone's S3 backend refuses a custom CA bundle for a plain-HTTP endpoint.
+        env -u AWS_CA_BUNDLE RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$EP \
         RCLONE_CONFIG_B_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID RCLONE_CONFIG_B_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
             rclone mount b:bench "$MNT" --vfs-cache-mode writes --cache-dir "$WORK/rclone-cache" --daemon
-        until mountpoint -q "$MNT"; do sleep 0.1; done
+        wait_mounted
         pgrep -f "rclone mount b:bench $MNT" | head -1 ;;
     esac
 }

@@ -124,6 +124,8 @@ impl Server {
             .arg(spec)
             .arg(&mountpoint)
             .arg("--foreground")
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
