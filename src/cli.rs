@@ -44,6 +44,14 @@ pub struct Cli {
     #[arg(long)]
     pub read_only: bool,
 
+    /// Let other users access the mount (needs user_allow_other in /etc/fuse.conf when not root).
+    #[arg(long)]
+    pub allow_other: bool,
+
+    /// Let root access the mount as well as the mounting user.
+    #[arg(long, conflicts_with = "allow_other")]
+    pub allow_root: bool,
+
     /// Stay in the foreground and log to stderr instead of becoming a daemon.
     #[arg(short, long)]
     pub foreground: bool,
@@ -143,6 +151,42 @@ const OPTION_ALIASES: &[(&str, &str)] = &[
     ("default_acl", "acl"),
 ];
 
+/// What mount(8) asked of a `mount.xosfs` helper beyond the mount itself.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HelperFlags {
+    /// `-f`: check everything, mount nothing.
+    pub fake: bool,
+}
+
+/// mount(8) runs `mount.xosfs SPEC DIR [-sfnv] [-N NS] [-o OPTS] [-t TYPE]`. Its `-f` (fake)
+/// is not our `--foreground`, and `-s`, `-n`, `-v`, `-t` mean nothing to us, so they are
+/// taken out before the common parser sees the rest.
+pub fn helper_args(args: Vec<OsString>) -> (Vec<OsString>, HelperFlags) {
+    let invoked_as_helper = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .is_some_and(|n| n.to_string_lossy().starts_with("mount.xosfs"));
+    if !invoked_as_helper {
+        return (args, HelperFlags::default());
+    }
+    let mut flags = HelperFlags::default();
+    let mut out = Vec::with_capacity(args.len());
+    let mut it = args.into_iter();
+    out.extend(it.next());
+    while let Some(arg) = it.next() {
+        match arg.to_str() {
+            Some("-t") | Some("-N") => {
+                it.next();
+            }
+            Some(a) if a.starts_with('-') && a.len() > 1 && a[1..].chars().all(|c| "sfnv".contains(c)) => {
+                flags.fake |= a.contains('f');
+            }
+            _ => out.push(arg),
+        }
+    }
+    (out, flags)
+}
+
 /// Parses argv, with every `-o` item turned into the long flag it names.
 pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     let first = Cli::try_parse_from(&args)?;
@@ -212,6 +256,16 @@ mod tests {
         let cli = parse(argv("xosfs b /mnt -o url=http://h:1,use_path_request_style")).unwrap();
         assert_eq!(cli.endpoint.as_deref(), Some("http://h:1"));
         assert!(cli.path_style);
+    }
+
+    #[test]
+    fn mount_helper_flags_are_taken_out() {
+        let (args, flags) = helper_args(argv("/sbin/mount.xosfs b /mnt -sfv -o ro,url=http://h:1 -t xosfs"));
+        assert!(flags.fake);
+        assert_eq!(args, argv("/sbin/mount.xosfs b /mnt -o ro,url=http://h:1"));
+        let (args, flags) = helper_args(argv("xosfs b /mnt -f"));
+        assert!(!flags.fake);
+        assert_eq!(args, argv("xosfs b /mnt -f"));
     }
 
     #[test]

@@ -56,6 +56,13 @@ pub struct WriteSettings {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Owner,
+    OwnerAndRoot,
+    Everyone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListVersion {
     V1,
     V2,
@@ -95,6 +102,8 @@ pub struct Config {
     pub mountpoint: PathBuf,
     pub passwd_file: Option<PathBuf>,
     pub foreground: bool,
+    /// Who besides the mounting user may use the mount.
+    pub access: Access,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
 }
@@ -170,6 +179,13 @@ impl Config {
             mountpoint: cli.mountpoint,
             passwd_file: cli.passwd_file,
             foreground: cli.foreground,
+            access: if cli.allow_other {
+                Access::Everyone
+            } else if cli.allow_root {
+                Access::OwnerAndRoot
+            } else {
+                Access::Owner
+            },
             log_level,
             log_file: cli.log_file,
         })

@@ -16,7 +16,7 @@ use xosfs::s3::{ObjectClient, ObjectError};
 use xosfs::{cli, credentials};
 
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
+    let (args, helper) = cli::helper_args(std::env::args_os().collect::<Vec<OsString>>());
     let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -35,6 +35,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if helper.fake {
+        // mount -f: everything checked that can be without mounting.
+        return ExitCode::SUCCESS;
+    }
     // A daemon changes no directory, but resolve relative paths before anything else can.
     for path in [&mut config.passwd_file, &mut config.log_file].into_iter().flatten() {
         if let Ok(abs) = std::path::absolute(&*path) {
@@ -99,7 +103,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
     };
-    let spec = MountSpec { mountpoint: &config.mountpoint, fs_name, read_only: config.fs.read_only };
+    let spec = MountSpec { mountpoint: &config.mountpoint, fs_name, read_only: config.fs.read_only, access: config.access };
     let mounted = match mount::mount(fs, &rt, spec) {
         Ok(m) => m,
         Err(e) => {

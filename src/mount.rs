@@ -9,6 +9,7 @@ use tokio::runtime::Runtime;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
+use crate::config::Access;
 use crate::fs::Fs;
 use crate::fuse::FuseAdapter;
 
@@ -65,6 +66,7 @@ pub struct MountSpec<'a> {
     pub mountpoint: &'a Path,
     pub fs_name: String,
     pub read_only: bool,
+    pub access: Access,
 }
 
 /// A mounted filesystem being served by the session's threads.
@@ -88,7 +90,11 @@ pub fn mount(fs: Arc<Fs>, rt: &Runtime, spec: MountSpec<'_>) -> std::io::Result<
     }
     let mut config = fuser::Config::default();
     config.mount_options = options;
-    config.acl = SessionACL::Owner;
+    config.acl = match spec.access {
+        Access::Owner => SessionACL::Owner,
+        Access::OwnerAndRoot => SessionACL::RootAndOwner,
+        Access::Everyone => SessionACL::All,
+    };
     config.n_threads = Some(2);
     config.clone_fd = true;
     let mut session = Session::new(FuseAdapter::new(fs, rt.handle().clone()), spec.mountpoint, &config)?;

@@ -165,3 +165,35 @@ fn daemon_pids(mountpoint: &Path) -> Vec<u32> {
         })
         .collect()
 }
+
+#[test]
+fn mount_helper_form_takes_an_fstab_option_list() {
+    let server = Server::memory();
+    server.put("docs/a.txt", "alpha");
+    let dir = tempfile::tempdir().unwrap();
+    let helper = dir.path().join("mount.xosfs");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_xosfs"), &helper).unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let options = format!("_netdev,nofail,allow_other,x-systemd.automount,url={},use_path_request_style", server.endpoint());
+    let helper_cmd = |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(&helper);
+        cmd.env("AWS_ACCESS_KEY_ID", server.server.access_key())
+            .env("AWS_SECRET_ACCESS_KEY", server.server.secret_key())
+            .arg(BUCKET)
+            .arg(&mp)
+            .args(extra)
+            .args(["-o", &options]);
+        cmd
+    };
+    // mount -f (fake): checked, nothing mounted.
+    let out = run(&mut helper_cmd(&["-f", "-v"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!is_mounted(&mp));
+    let out = run(&mut helper_cmd(&["-n", "-t", "xosfs"]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(is_mounted(&mp));
+    assert_eq!(std::fs::read_to_string(mp.join("docs/a.txt")).unwrap(), "alpha");
+    let status = std::process::Command::new("umount").arg(&mp).status().unwrap();
+    assert!(status.success());
+}
