@@ -19,4 +19,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -e /dev/fuse ] || { echo "test.sh: /dev/fuse is missing: the tests mount real FUSE filesystems" >&2; exit 1; }
 
-cargo test --workspace --locked "$@"
+# No doc tests exist; --all-targets skips their empty runs. The last line sums every
+# binary's results.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --locked --all-targets "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
