@@ -188,10 +188,6 @@ impl InodeTable {
     pub fn unlink_child(&self, parent: u64, name: &str, ino: u64) {
         self.children.remove_if(&(parent, name.to_string()), |_, v| *v == ino);
     }
-
-    pub fn len(&self) -> usize {
-        self.inodes.len()
-    }
 }
 
 #[cfg(test)]

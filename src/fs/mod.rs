@@ -822,11 +822,6 @@ impl Fs {
         let blocks = (1u64 << 50) / u64::from(BLOCK);
         StatFs { blocks, bfree: blocks, files: 1 << 32, ffree: 1 << 32, block_size: BLOCK, name_max: NAME_MAX as u32 }
     }
-
-    /// How many inodes the table holds (for tests of forget).
-    pub fn inode_count(&self) -> usize {
-        self.inodes.len()
-    }
 }
 
 /// The process (thread group) a FUSE request's thread id belongs to.

@@ -40,10 +40,6 @@ impl PrefetchBudget {
     fn try_take(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
         self.0.clone().try_acquire_many_owned(bytes.div_ceil(1 << 20) as u32).ok()
     }
-
-    pub fn available_bytes(&self) -> u64 {
-        (self.0.available_permits() as u64) << 20
-    }
 }
 
 type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, ObjectError>>>;

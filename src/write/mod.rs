@@ -18,9 +18,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, Instrument};
 
 pub use buffer::{BaseObject, MetaChange, Uploaded};
-pub use parts::{ladder_capacity, MAX_PART, MIN_PART};
 pub use upload::multipart_copy;
-pub use ranges::RangeSet;
 
 use crate::s3::{ObjectClient, ObjectError, PutOptions};
 use buffer::WriteBuffer;

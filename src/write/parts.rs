@@ -39,7 +39,8 @@ pub fn ladder_part_count(base: u64, len: u64) -> u32 {
 }
 
 /// The largest object a streamed upload with this base part size can reach.
-pub fn ladder_capacity(base: u64) -> u64 {
+#[cfg(test)]
+fn ladder_capacity(base: u64) -> u64 {
     (1..=MAX_PARTS).map(|n| ladder_part_size(base, n)).sum()
 }
 
