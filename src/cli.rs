@@ -138,18 +138,34 @@ pub struct Cli {
 
 /// Options mount(8) and fstab pass along that mean nothing to the daemon itself.
 const IGNORED_MOUNT_OPTIONS: &[&str] = &[
-    "_netdev", "nofail", "auto", "noauto", "user", "users", "nouser", "owner", "group", "defaults",
-    "rw", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "atime", "noatime", "relatime",
-    "nodiratime", "sync", "async",
+    "_netdev",
+    "nofail",
+    "auto",
+    "noauto",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    "group",
+    "defaults",
+    "rw",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "nodiratime",
+    "sync",
+    "async",
 ];
 
 /// s3fs names for our options, so an s3fs fstab line keeps working.
-const OPTION_ALIASES: &[(&str, &str)] = &[
-    ("url", "endpoint"),
-    ("use_path_request_style", "path_style"),
-    ("ro", "read_only"),
-    ("default_acl", "acl"),
-];
+const OPTION_ALIASES: &[(&str, &str)] =
+    &[("url", "endpoint"), ("use_path_request_style", "path_style"), ("ro", "read_only"), ("default_acl", "acl")];
 
 /// What mount(8) asked of a `mount.xosfs` helper beyond the mount itself.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -40,8 +40,14 @@ pub enum ConfigError {
     NoCacheDir,
 }
 
-const CANNED_ACLS: &[&str] =
-    &["private", "public-read", "public-read-write", "authenticated-read", "bucket-owner-read", "bucket-owner-full-control"];
+const CANNED_ACLS: &[&str] = &[
+    "private",
+    "public-read",
+    "public-read-write",
+    "authenticated-read",
+    "bucket-owner-read",
+    "bucket-owner-full-control",
+];
 
 /// How files are written back.
 #[derive(Debug, Clone)]
@@ -198,10 +204,8 @@ fn validate_endpoint(endpoint: Option<&str>) -> Result<String, ConfigError> {
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return Err(ConfigError::EndpointScheme(raw.to_string()));
     }
-    let url = url::Url::parse(raw).map_err(|e| ConfigError::EndpointInvalid {
-        url: raw.to_string(),
-        reason: e.to_string(),
-    })?;
+    let url = url::Url::parse(raw)
+        .map_err(|e| ConfigError::EndpointInvalid { url: raw.to_string(), reason: e.to_string() })?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::EndpointInvalid { url: raw.to_string(), reason: "no host".into() });
     }
@@ -220,8 +224,8 @@ fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
         Some((b, p)) => (b, p),
         None => (spec, ""),
     };
-    let valid_bucket = (1..=255).contains(&bucket.len())
-        && bucket.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_".contains(&c));
+    let valid_bucket =
+        (1..=255).contains(&bucket.len()) && bucket.bytes().all(|c| c.is_ascii_alphanumeric() || b".-_".contains(&c));
     if !valid_bucket {
         return Err(ConfigError::Bucket(spec.to_string()));
     }

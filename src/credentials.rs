@@ -27,10 +27,7 @@ pub enum CredentialsError {
 }
 
 /// The provider for this mount: the password file when one is named, else the AWS chain.
-pub async fn provider(
-    passwd_file: Option<&Path>,
-    bucket: &str,
-) -> Result<SharedCredentialsProvider, CredentialsError> {
+pub async fn provider(passwd_file: Option<&Path>, bucket: &str) -> Result<SharedCredentialsProvider, CredentialsError> {
     let provider = match passwd_file {
         Some(path) => SharedCredentialsProvider::new(read_passwd_file(path, bucket)?),
         None => SharedCredentialsProvider::new(

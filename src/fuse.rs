@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, RenameFlags, Request, TimeOrNow, WriteFlags,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, warn, Instrument};
@@ -154,7 +154,9 @@ impl Filesystem for FuseAdapter {
         let (uid, gid, pid) = (req.uid(), req.gid(), req.pid());
         self.spawn("create", parent, move |fs, ttl| async move {
             match fs.create(parent.0, &name, perm, uid, gid, pid).await {
-                Ok((attr, fh)) => reply.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty()),
+                Ok((attr, fh)) => {
+                    reply.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -327,7 +329,8 @@ impl Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (Some(name), Some(newname)) = (name.to_str().map(str::to_string), newname.to_str().map(str::to_string)) else {
+        let (Some(name), Some(newname)) = (name.to_str().map(str::to_string), newname.to_str().map(str::to_string))
+        else {
             return reply.error(Errno::EINVAL);
         };
         if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
@@ -363,7 +366,8 @@ impl Filesystem for FuseAdapter {
             match fs.readdir(fh.0, offset, 256).await {
                 Ok(entries) => {
                     for (next_offset, e) in entries {
-                        let kind = if e.attr.kind == Kind::Directory { FileType::Directory } else { FileType::RegularFile };
+                        let kind =
+                            if e.attr.kind == Kind::Directory { FileType::Directory } else { FileType::RegularFile };
                         if reply.add(INodeNo(e.attr.ino), next_offset, kind, &e.name) {
                             break;
                         }
@@ -380,7 +384,14 @@ impl Filesystem for FuseAdapter {
             match fs.readdir(fh.0, offset, 64).await {
                 Ok(entries) => {
                     for (next_offset, e) in entries {
-                        if reply.add(INodeNo(e.attr.ino), next_offset, &e.name, &ttl, &file_attr(&e.attr), Generation(0)) {
+                        if reply.add(
+                            INodeNo(e.attr.ino),
+                            next_offset,
+                            &e.name,
+                            &ttl,
+                            &file_attr(&e.attr),
+                            Generation(0),
+                        ) {
                             break;
                         }
                         // The kernel takes a reference on every entry but . and .. it accepts.

@@ -6,10 +6,10 @@
 pub mod cli;
 pub mod config;
 pub mod credentials;
-pub mod s3;
+pub mod daemon;
 pub mod fs;
 pub mod fuse;
-pub mod daemon;
 pub mod mount;
 pub mod read;
+pub mod s3;
 pub mod write;

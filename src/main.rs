@@ -10,9 +10,9 @@ use std::sync::Arc;
 use xosfs::config::Config;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
-use xosfs::write::WriteConfig;
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::{ObjectClient, ObjectError};
+use xosfs::write::WriteConfig;
 use xosfs::{cli, credentials};
 
 fn main() -> ExitCode {
@@ -96,14 +96,16 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
         return ExitCode::from(1);
     }
     let w = &config.write;
-    let write_cfg = Arc::new(WriteConfig::new(w.part_size, w.concurrency, w.buffer, w.cache_dir.clone(), w.copy_threshold));
+    let write_cfg =
+        Arc::new(WriteConfig::new(w.part_size, w.concurrency, w.buffer, w.cache_dir.clone(), w.copy_threshold));
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
     let fs = Arc::new(Fs::new(client, config.fs.clone(), write_cfg, defaults));
     let fs_name = match config.fs.prefix.as_str() {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
     };
-    let spec = MountSpec { mountpoint: &config.mountpoint, fs_name, read_only: config.fs.read_only, access: config.access };
+    let spec =
+        MountSpec { mountpoint: &config.mountpoint, fs_name, read_only: config.fs.read_only, access: config.access };
     let mounted = match mount::mount(fs, &rt, spec) {
         Ok(m) => m,
         Err(e) => {
@@ -136,19 +138,20 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
 /// Credentials, then HeadBucket and one listing of the prefix: every way the settings can
 /// be wrong shows up here as one line, before anything is mounted.
 async fn connect(config: &Config) -> Result<ObjectClient, String> {
-    let provider = credentials::provider(config.passwd_file.as_deref(), &config.s3.bucket)
-        .await
-        .map_err(|e| e.to_string())?;
+    let provider =
+        credentials::provider(config.passwd_file.as_deref(), &config.s3.bucket).await.map_err(|e| e.to_string())?;
     let client = ObjectClient::new(&config.s3, provider);
     let endpoint = &config.s3.endpoint;
     let bucket = &config.s3.bucket;
-    let explain = |e: ObjectError| match e {
+    let explain = |e: ObjectError| {
+        match e {
         ObjectError::NoSuchBucket | ObjectError::NotFound => format!("bucket '{bucket}' does not exist at {endpoint}"),
         ObjectError::AccessDenied { code, .. } => format!(
             "access to bucket '{bucket}' denied ({code}): check the access key and secret key and the bucket's permissions"
         ),
         ObjectError::Unreachable(why) | ObjectError::Timeout(why) => format!("cannot reach endpoint {endpoint}: {why}"),
         other => format!("bucket '{bucket}' at {endpoint}: {other}"),
+    }
     };
     client.head_bucket().await.map_err(explain)?;
     client.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;

@@ -64,7 +64,17 @@ fn nested_prefixes_with_and_without_markers_are_directories() {
     found.sort();
     assert_eq!(
         found,
-        [".", "./empty", "./implicit", "./implicit/deeper", "./implicit/deeper/leaf.txt", "./marked", "./marked/inner", "./marked/inner/x.txt", "./top.txt"]
+        [
+            ".",
+            "./empty",
+            "./implicit",
+            "./implicit/deeper",
+            "./implicit/deeper/leaf.txt",
+            "./marked",
+            "./marked/inner",
+            "./marked/inner/x.txt",
+            "./top.txt"
+        ]
     );
 }
 

@@ -29,7 +29,11 @@ fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
     let (a, b) = (CString::new(from.as_os_str().as_bytes()).unwrap(), CString::new(to.as_os_str().as_bytes()).unwrap());
     // SAFETY: two valid NUL-terminated paths; the call keeps neither.
     let rc = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), flags) };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 #[test]
@@ -113,7 +117,11 @@ fn rename_directory_moves_every_key_in_batches() {
     std::fs::rename(m.join("src"), m.join("dst")).unwrap();
     let all = keys(&server);
     assert_eq!(all.len(), 1202);
-    assert!(all.iter().all(|k| k.starts_with("dst/")), "left behind: {:?}", all.iter().find(|k| !k.starts_with("dst/")));
+    assert!(
+        all.iter().all(|k| k.starts_with("dst/")),
+        "left behind: {:?}",
+        all.iter().find(|k| !k.starts_with("dst/"))
+    );
     assert!(server.server.stats().count("DeleteObjects") - before >= 2, "1,202 deletes need two batches");
     assert_eq!(std::fs::read_to_string(m.join("dst/deep/x.txt")).unwrap(), "x");
     assert_eq!(ls(&m.join("dst/many")).len(), 1200);
@@ -150,19 +158,43 @@ fn tools_that_rename_work() {
     std::fs::write(src.path().join("tree/a.txt"), "alpha").unwrap();
     std::fs::write(src.path().join("tree/sub/b.bin"), pseudo_random_bytes(200_000, 2)).unwrap();
     // cp -r makes directories and files.
-    assert!(std::process::Command::new("cp").arg("-r").arg(src.path().join("tree")).arg(m.join("copy")).status().unwrap().success());
+    assert!(std::process::Command::new("cp")
+        .arg("-r")
+        .arg(src.path().join("tree"))
+        .arg(m.join("copy"))
+        .status()
+        .unwrap()
+        .success());
     assert_eq!(server.stored("copy/sub/b.bin").unwrap(), std::fs::read(src.path().join("tree/sub/b.bin")).unwrap());
     // rsync writes a temporary file and renames it into place, then sets times and modes.
-    let rsync = std::process::Command::new("rsync").arg("-a").arg(src.path().join("tree/")).arg(m.join("synced/")).output().unwrap();
+    let rsync = std::process::Command::new("rsync")
+        .arg("-a")
+        .arg(src.path().join("tree/"))
+        .arg(m.join("synced/"))
+        .output()
+        .unwrap();
     assert!(rsync.status.success(), "rsync: {}", String::from_utf8_lossy(&rsync.stderr));
     assert_eq!(server.stored("synced/a.txt").unwrap(), b"alpha");
-    let again = std::process::Command::new("rsync").args(["-a", "--checksum"]).arg(src.path().join("tree/")).arg(m.join("synced/")).output().unwrap();
+    let again = std::process::Command::new("rsync")
+        .args(["-a", "--checksum"])
+        .arg(src.path().join("tree/"))
+        .arg(m.join("synced/"))
+        .output()
+        .unwrap();
     assert!(again.status.success());
     // mv of a directory, then tar extraction.
     assert!(std::process::Command::new("mv").arg(m.join("copy")).arg(m.join("moved")).status().unwrap().success());
     assert_eq!(std::fs::read_to_string(m.join("moved/a.txt")).unwrap(), "alpha");
     let tarball = src.path().join("t.tar");
-    assert!(std::process::Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(src.path()).arg("tree").status().unwrap().success());
+    assert!(std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(src.path())
+        .arg("tree")
+        .status()
+        .unwrap()
+        .success());
     let tar = std::process::Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(m.path()).output().unwrap();
     assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
     assert_eq!(server.stored("tree/a.txt").unwrap(), b"alpha");

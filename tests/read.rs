@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{sha256, Server};
-use xosfs_testserver::pseudo_random_bytes as random_bytes;
 use rand::{Rng, SeedableRng};
+use xosfs_testserver::pseudo_random_bytes as random_bytes;
 use xosfs_testserver::{FaultAction, FaultRule};
 
 #[test]

@@ -54,7 +54,8 @@ fn unreachable_endpoint_is_reported() {
 fn wrong_secret_key_is_access_denied() {
     let server = Server::memory();
     let mp = tempfile::tempdir().unwrap();
-    let out = run(server.xosfs().env("AWS_SECRET_ACCESS_KEY", "not-the-secret").args([BUCKET, mp.path().to_str().unwrap()]));
+    let out =
+        run(server.xosfs().env("AWS_SECRET_ACCESS_KEY", "not-the-secret").args([BUCKET, mp.path().to_str().unwrap()]));
     assert_fails(&out, 1, "access to bucket 'bucket' denied", mp.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("not-the-secret"), "the secret leaked into the message: {stderr}");
@@ -97,7 +98,8 @@ fn passwd_file_open_to_others_is_refused_and_0600_works() {
     server.put("hello.txt", "hi");
     let dir = tempfile::tempdir().unwrap();
     let passwd = dir.path().join("passwd-xosfs");
-    std::fs::write(&passwd, format!("{BUCKET}:{}:{}\n", server.server.access_key(), server.server.secret_key())).unwrap();
+    std::fs::write(&passwd, format!("{BUCKET}:{}:{}\n", server.server.access_key(), server.server.secret_key()))
+        .unwrap();
     std::fs::set_permissions(&passwd, std::fs::Permissions::from_mode(0o644)).unwrap();
     let mp = dir.path().join("mnt");
     std::fs::create_dir(&mp).unwrap();
@@ -175,7 +177,8 @@ fn mount_helper_form_takes_an_fstab_option_list() {
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_xosfs"), &helper).unwrap();
     let mp = dir.path().join("mnt");
     std::fs::create_dir(&mp).unwrap();
-    let options = format!("_netdev,nofail,allow_other,x-systemd.automount,url={},use_path_request_style", server.endpoint());
+    let options =
+        format!("_netdev,nofail,allow_other,x-systemd.automount,url={},use_path_request_style", server.endpoint());
     let helper_cmd = |extra: &[&str]| {
         let mut cmd = std::process::Command::new(&helper);
         cmd.env("AWS_ACCESS_KEY_ID", server.server.access_key())

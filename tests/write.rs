@@ -8,8 +8,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 
 use common::{sha256, Server, BUCKET};
-use xosfs_testserver::pseudo_random_bytes as random_bytes;
 use rand::{Rng, SeedableRng};
+use xosfs_testserver::pseudo_random_bytes as random_bytes;
 use xosfs_testserver::{FaultAction, FaultRule};
 
 fn open_uploads(server: &Server) -> usize {
@@ -240,7 +240,11 @@ fn chmod_and_touch_store_s3fs_metadata() {
     server.put("script.sh", "#!/bin/sh\n");
     let m = server.mount(&[]);
     std::fs::set_permissions(m.join("script.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
-    let status = std::process::Command::new("touch").args(["-d", "2020-01-02 03:04:05Z"]).arg(m.join("script.sh")).status().unwrap();
+    let status = std::process::Command::new("touch")
+        .args(["-d", "2020-01-02 03:04:05Z"])
+        .arg(m.join("script.sh"))
+        .status()
+        .unwrap();
     assert!(status.success());
     let head = server.block_on(server.client.head_object().bucket(BUCKET).key("script.sh").send()).unwrap();
     let meta = head.metadata().unwrap();
@@ -261,7 +265,15 @@ fn tools_write_through_the_mount() {
     std::fs::write(src.path().join("tree/a.txt"), "alpha").unwrap();
     std::fs::write(src.path().join("tree/sub/b.bin"), random_bytes(100_000, 1)).unwrap();
     let tarball = src.path().join("t.tar");
-    assert!(std::process::Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(src.path()).arg("tree").status().unwrap().success());
+    assert!(std::process::Command::new("tar")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(src.path())
+        .arg("tree")
+        .status()
+        .unwrap()
+        .success());
     // dd with a block size that does not divide the part size.
     let dd = std::process::Command::new("dd")
         .args(["if=/dev/zero", "bs=777k", "count=20", "status=none"])
@@ -272,7 +284,12 @@ fn tools_write_through_the_mount() {
     assert_eq!(std::fs::metadata(m.join("zeros.bin")).unwrap().len(), 777 * 1024 * 20);
     assert_eq!(server.stored("zeros.bin").unwrap().len(), 777 * 1024 * 20);
     // Shell redirects.
-    let sh = std::process::Command::new("sh").arg("-c").arg("echo one > r.txt && echo two >> r.txt").current_dir(m.path()).status().unwrap();
+    let sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo one > r.txt && echo two >> r.txt")
+        .current_dir(m.path())
+        .status()
+        .unwrap();
     assert!(sh.success());
     assert_eq!(server.stored("r.txt").unwrap(), b"one\ntwo\n");
     let cp = std::process::Command::new("cp").arg(&tarball).arg(m.join("t.tar")).status().unwrap();

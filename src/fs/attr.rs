@@ -102,10 +102,11 @@ mod tests {
 
     #[test]
     fn s3fs_metadata_is_read() {
-        let meta: HashMap<String, String> = [("mode", "33188"), ("uid", "1000"), ("gid", "100"), ("mtime", "1700000000.5")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let meta: HashMap<String, String> =
+            [("mode", "33188"), ("uid", "1000"), ("gid", "100"), ("mtime", "1700000000.5")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
         let p = PosixMeta::from_metadata(&meta);
         assert_eq!(p.mode, Some(0o100644));
         assert_eq!((p.uid, p.gid), (Some(1000), Some(100)));

@@ -57,12 +57,7 @@ impl EntryMerger {
     /// (`page.next` is `None`) every held file is settled.
     pub fn push(&mut self, page: ListPage) -> Vec<ListedEntry> {
         let mut out = Vec::new();
-        let frontier = page
-            .objects
-            .iter()
-            .map(|o| o.key.clone())
-            .chain(page.common_prefixes.iter().cloned())
-            .max();
+        let frontier = page.objects.iter().map(|o| o.key.clone()).chain(page.common_prefixes.iter().cloned()).max();
         for object in page.objects {
             let Some(name) = object.key.strip_prefix(&self.prefix) else { continue };
             if name.is_empty() {

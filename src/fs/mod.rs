@@ -25,8 +25,8 @@ pub use inode::ROOT_INO;
 pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAME_MAX};
 
 use crate::config::FsConfig;
-use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
 use crate::read::{PrefetchBudget, Prefetcher};
+use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
 use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriterHandle};
 
 /// Memory all read-ahead windows of the mount may hold together.
@@ -119,7 +119,12 @@ pub struct Fs {
 }
 
 impl Fs {
-    pub fn new(client: Arc<ObjectClient>, cfg: FsConfig, write_cfg: Arc<WriteConfig>, upload_defaults: UploadDefaults) -> Fs {
+    pub fn new(
+        client: Arc<ObjectClient>,
+        cfg: FsConfig,
+        write_cfg: Arc<WriteConfig>,
+        upload_defaults: UploadDefaults,
+    ) -> Fs {
         Fs {
             inodes: InodeTable::new(&cfg.prefix),
             client,
@@ -168,7 +173,9 @@ impl Fs {
     /// Whether the store's view of this file may be used: not while it is being written,
     /// when the local data is the truth.
     fn needs_revalidation(&self, inode: &Inode) -> bool {
-        inode.ino != ROOT_INO && !self.writers.contains_key(&inode.ino) && inode.fresh_stat(self.cfg.metadata_ttl).is_none()
+        inode.ino != ROOT_INO
+            && !self.writers.contains_key(&inode.ino)
+            && inode.fresh_stat(self.cfg.metadata_ttl).is_none()
     }
 
     /// Finds `name` in `parent`; on success the kernel holds one more reference to it.
@@ -277,7 +284,16 @@ impl Fs {
             (None, Some(writer))
         } else {
             let key = self.key(&inode)?;
-            (Some(Prefetcher::new(self.client.clone(), key, stat.size, stat.etag.clone(), self.prefetch_budget.clone())), None)
+            (
+                Some(Prefetcher::new(
+                    self.client.clone(),
+                    key,
+                    stat.size,
+                    stat.etag.clone(),
+                    self.prefetch_budget.clone(),
+                )),
+                None,
+            )
         };
         Ok(self.add_handle(OpenFile { ino, reader, writer, opener: thread_group_of(pid) }))
     }
@@ -306,7 +322,15 @@ impl Fs {
     }
 
     /// Makes `name` in `parent` as an empty file open for writing; it is stored at close.
-    pub async fn create(&self, parent: u64, name: &str, perm: u16, uid: u32, gid: u32, pid: u32) -> Result<(Attr, u64), FsError> {
+    pub async fn create(
+        &self,
+        parent: u64,
+        name: &str,
+        perm: u16,
+        uid: u32,
+        gid: u32,
+        pid: u32,
+    ) -> Result<(Attr, u64), FsError> {
         let dir = self.writable_dir(parent, name)?;
         let now = SystemTime::now();
         let inode = self.inodes.upsert_child(&dir, name, Kind::File);
@@ -314,7 +338,12 @@ impl Fs {
             size: 0,
             last_modified: Some(now),
             etag: None,
-            posix: PosixMeta { mode: Some(libc::S_IFREG | u32::from(perm)), uid: Some(uid), gid: Some(gid), mtime: Some(now) },
+            posix: PosixMeta {
+                mode: Some(libc::S_IFREG | u32::from(perm)),
+                uid: Some(uid),
+                gid: Some(gid),
+                mtime: Some(now),
+            },
         });
         let writer = self.spawn_writer(&inode, None)?;
         self.writers.insert(inode.ino, writer.clone());
@@ -435,7 +464,9 @@ impl Fs {
         let prefix = self.key(&child)?;
         let page = self.client.list_page(&prefix, None, 2).await?;
         let only_marker = page.common_prefixes.is_empty() && page.objects.iter().all(|o| o.key == prefix);
-        if !only_marker || self.writers.iter().any(|w| self.inodes.get(*w.key()).is_some_and(|i| i.parent() == child.ino)) {
+        if !only_marker
+            || self.writers.iter().any(|w| self.inodes.get(*w.key()).is_some_and(|i| i.parent() == child.ino))
+        {
             return Err(FsError::NotEmpty);
         }
         self.client.delete_object(&prefix).await?;
@@ -447,7 +478,14 @@ impl Fs {
     /// the new name) and the old key deleted; a directory moves every key below it, the
     /// sources deleted only once all copies succeeded. Not atomic: a failure leaves every
     /// object reachable under its old or its new name, and reports EIO.
-    pub async fn rename(&self, parent: u64, name: &str, new_parent: u64, new_name: &str, no_replace: bool) -> Result<(), FsError> {
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
         let dir = self.writable_dir(parent, name)?;
         let new_dir = self.writable_dir(new_parent, new_name)?;
         let src = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
@@ -513,7 +551,13 @@ impl Fs {
 
     /// One object to another name on the server: CopyObject, or part by part above the
     /// copy threshold. `opts` replaces the metadata; `None` keeps it.
-    async fn copy(&self, from: &str, info: &ObjectInfo, to: &str, opts: Option<&PutOptions>) -> Result<Option<String>, FsError> {
+    async fn copy(
+        &self,
+        from: &str,
+        info: &ObjectInfo,
+        to: &str,
+        opts: Option<&PutOptions>,
+    ) -> Result<Option<String>, FsError> {
         if info.size <= self.write_cfg.copy_threshold {
             return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
         }
@@ -565,7 +609,9 @@ impl Fs {
                 }
                 continue;
             }
-            copies.spawn(async move { client.copy_object(&from, etag.as_deref(), &to, None).await.map(drop).map_err(FsError::from) });
+            copies.spawn(async move {
+                client.copy_object(&from, etag.as_deref(), &to, None).await.map(drop).map_err(FsError::from)
+            });
         }
         while let Some(done) = copies.join_next().await {
             if let Ok(Err(e)) = done {
@@ -631,8 +677,14 @@ impl Fs {
         let current = self.attr_of(&inode);
         let type_bits = if inode.kind == Kind::Directory { libc::S_IFDIR } else { libc::S_IFREG };
         let mode = type_bits | u32::from(change.mode.unwrap_or(current.perm));
-        let meta = MetaChange { mode: Some(mode), uid: change.uid.or(Some(current.uid)), gid: change.gid.or(Some(current.gid)), mtime: change.mtime };
-        let writer = fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
+        let meta = MetaChange {
+            mode: Some(mode),
+            uid: change.uid.or(Some(current.uid)),
+            gid: change.gid.or(Some(current.gid)),
+            mtime: change.mtime,
+        };
+        let writer =
+            fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
         match writer {
             Some(writer) => writer.set_meta(meta).await?,
             None => {
@@ -641,9 +693,17 @@ impl Fs {
                     Ok(info) => info,
                     // A directory without a marker gets one, to hold its attributes.
                     Err(ObjectError::NotFound) if inode.kind == Kind::Directory => {
-                        let opts = self.marker_options(mode, meta.uid.unwrap_or(current.uid), meta.gid.unwrap_or(current.gid), change.mtime.unwrap_or(current.mtime));
+                        let opts = self.marker_options(
+                            mode,
+                            meta.uid.unwrap_or(current.uid),
+                            meta.gid.unwrap_or(current.gid),
+                            change.mtime.unwrap_or(current.mtime),
+                        );
                         self.client.put_object(&key, Bytes::new(), &opts).await?;
-                        inode.set_stat(ObjectStat { posix: PosixMeta::from_metadata(&opts.metadata), ..ObjectStat::default() });
+                        inode.set_stat(ObjectStat {
+                            posix: PosixMeta::from_metadata(&opts.metadata),
+                            ..ObjectStat::default()
+                        });
                         return Ok(self.attr_of(&inode));
                     }
                     Err(e) => return Err(e.into()),
@@ -667,7 +727,12 @@ impl Fs {
                     storage_class: self.upload_defaults.storage_class.clone(),
                 };
                 let etag = self.client.copy_object(&key, info.etag.as_deref(), &key, Some(&opts)).await?;
-                stat = ObjectStat { size: info.size, last_modified: Some(SystemTime::now()), etag, posix: PosixMeta::from_metadata(&metadata) };
+                stat = ObjectStat {
+                    size: info.size,
+                    last_modified: Some(SystemTime::now()),
+                    etag,
+                    posix: PosixMeta::from_metadata(&metadata),
+                };
                 inode.set_stat(stat);
                 return Ok(self.attr_of(&inode));
             }
@@ -702,7 +767,8 @@ impl Fs {
         if inode.kind == Kind::Directory {
             return Err(FsError::IsDirectory);
         }
-        let writer = fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
+        let writer =
+            fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
         match writer {
             Some(writer) => writer.truncate(size).await?,
             None => {
@@ -745,7 +811,14 @@ impl Fs {
         if offset == 0 && h.started {
             // rewinddir(3): start over, so the listing is current.
             let dir = self.inode(h.ino)?;
-            *h = DirHandle { ino: h.ino, entries: Vec::new(), merger: EntryMerger::new(&self.key(&dir)?), next: None, started: false, done: false };
+            *h = DirHandle {
+                ino: h.ino,
+                entries: Vec::new(),
+                merger: EntryMerger::new(&self.key(&dir)?),
+                next: None,
+                started: false,
+                done: false,
+            };
         }
         if !h.started {
             let dir = self.inode(h.ino)?;
@@ -789,12 +862,8 @@ impl Fs {
         }
         if h.done {
             // Files created here and not yet stored exist only locally until closed.
-            let local: Vec<Arc<Inode>> = self
-                .writers
-                .iter()
-                .filter_map(|w| self.inodes.get(*w.key()))
-                .filter(|i| i.parent() == h.ino)
-                .collect();
+            let local: Vec<Arc<Inode>> =
+                self.writers.iter().filter_map(|w| self.inodes.get(*w.key())).filter(|i| i.parent() == h.ino).collect();
             for inode in local {
                 let name = inode.name();
                 if !h.entries.iter().any(|e| e.name == name) {

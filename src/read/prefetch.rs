@@ -73,7 +73,13 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    pub fn new(client: Arc<ObjectClient>, key: String, size: u64, etag: Option<String>, budget: PrefetchBudget) -> Prefetcher {
+    pub fn new(
+        client: Arc<ObjectClient>,
+        key: String,
+        size: u64,
+        etag: Option<String>,
+        budget: PrefetchBudget,
+    ) -> Prefetcher {
         Prefetcher { client, key, size, etag, budget, state: Mutex::new(State::default()) }
     }
 

@@ -83,10 +83,7 @@ impl ObjectClient {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(cfg.connect_timeout)
-                    .read_timeout(cfg.read_timeout)
-                    .build(),
+                TimeoutConfig::builder().connect_timeout(cfg.connect_timeout).read_timeout(cfg.read_timeout).build(),
             )
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .build();
@@ -323,7 +320,11 @@ impl ObjectClient {
             .map(|k| ObjectIdentifier::builder().key(k).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ObjectError::Protocol(e.to_string()))?;
-        let delete = Delete::builder().set_objects(Some(objects)).quiet(true).build().map_err(|e| ObjectError::Protocol(e.to_string()))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| ObjectError::Protocol(e.to_string()))?;
         let out = self
             .client
             .delete_objects()
@@ -342,7 +343,9 @@ impl ObjectClient {
         Ok(out
             .errors()
             .iter()
-            .map(|e| (e.key().unwrap_or_default().to_string(), e.message().or(e.code()).unwrap_or_default().to_string()))
+            .map(|e| {
+                (e.key().unwrap_or_default().to_string(), e.message().or(e.code()).unwrap_or_default().to_string())
+            })
             .collect())
     }
 
@@ -364,7 +367,13 @@ impl ObjectClient {
             .ok_or_else(|| ObjectError::Protocol("CreateMultipartUpload returned no upload id".into()))
     }
 
-    pub async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes) -> Result<CompletedPart, ObjectError> {
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart, ObjectError> {
         let len = body.len();
         let out = self
             .client
@@ -377,7 +386,9 @@ impl ObjectClient {
             .send()
             .await?;
         debug!(op = "UploadPart", key, number, len, request_id = out.request_id(), "uploaded");
-        let etag = out.e_tag().ok_or_else(|| ObjectError::Protocol(format!("part {number} of {key} came back without an ETag")))?;
+        let etag = out
+            .e_tag()
+            .ok_or_else(|| ObjectError::Protocol(format!("part {number} of {key} came back without an ETag")))?;
         Ok(CompletedPart { number, etag: etag.to_string() })
     }
 
@@ -421,7 +432,9 @@ impl ObjectClient {
     ) -> Result<Option<String>, ObjectError> {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
         let upload = CompletedMultipartUpload::builder()
-            .set_parts(Some(parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect()))
+            .set_parts(Some(
+                parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect(),
+            ))
             .build();
         let out = self
             .client
@@ -437,7 +450,8 @@ impl ObjectClient {
     }
 
     pub async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
-        let out = self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await?;
+        let out =
+            self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await?;
         debug!(op = "AbortMultipartUpload", key, request_id = out.request_id(), "aborted");
         Ok(())
     }
@@ -456,7 +470,10 @@ fn copy_source(bucket: &str, key: &str) -> String {
 }
 
 /// The objects and common prefixes of a listing page (v1 and v2 share these types).
-fn page_entries(contents: &[aws_sdk_s3::types::Object], prefixes: &[aws_sdk_s3::types::CommonPrefix]) -> (Vec<ObjectSummary>, Vec<String>) {
+fn page_entries(
+    contents: &[aws_sdk_s3::types::Object],
+    prefixes: &[aws_sdk_s3::types::CommonPrefix],
+) -> (Vec<ObjectSummary>, Vec<String>) {
     let objects = contents
         .iter()
         .filter_map(|o| {

@@ -189,7 +189,8 @@ impl WriteBuffer {
             }
             if self.stream.is_none() {
                 self.stamp_mtime();
-                self.stream = Some(UploadQueue::start(self.client.clone(), &self.key, &self.opts, self.cfg.concurrency).await?);
+                self.stream =
+                    Some(UploadQueue::start(self.client.clone(), &self.key, &self.opts, self.cfg.concurrency).await?);
             }
             let permit = self.cfg.reserve(range.end - range.start).await;
             let body = self.assemble(range).await?;

@@ -35,7 +35,13 @@ pub struct WriteConfig {
 }
 
 impl WriteConfig {
-    pub fn new(part_size: u64, concurrency: usize, budget_bytes: u64, cache_dir: PathBuf, copy_threshold: u64) -> WriteConfig {
+    pub fn new(
+        part_size: u64,
+        concurrency: usize,
+        budget_bytes: u64,
+        cache_dir: PathBuf,
+        copy_threshold: u64,
+    ) -> WriteConfig {
         let budget_mib = (budget_bytes >> 20).clamp(1, u64::from(u32::MAX >> 4)) as u32;
         WriteConfig {
             part_size,

@@ -16,13 +16,8 @@ impl RangeSet {
             return;
         }
         let (mut start, mut end) = (r.start, r.end);
-        let touching: Vec<(u64, u64)> = self
-            .spans
-            .range(..=end)
-            .rev()
-            .take_while(|(_, e)| **e >= start)
-            .map(|(s, e)| (*s, *e))
-            .collect();
+        let touching: Vec<(u64, u64)> =
+            self.spans.range(..=end).rev().take_while(|(_, e)| **e >= start).map(|(s, e)| (*s, *e)).collect();
         for (s, e) in touching {
             self.spans.remove(&s);
             start = start.min(s);
@@ -96,7 +91,10 @@ mod tests {
     #[test]
     fn inserts_merge_overlapping_and_adjacent() {
         let s = set(&[0..5, 10..20, 5..7, 15..30, 40..41]);
-        assert_eq!(s.pieces(0..50), vec![(0..7, true), (7..10, false), (10..30, true), (30..40, false), (40..41, true), (41..50, false)]);
+        assert_eq!(
+            s.pieces(0..50),
+            vec![(0..7, true), (7..10, false), (10..30, true), (30..40, false), (40..41, true), (41..50, false)]
+        );
     }
 
     #[test]

@@ -77,7 +77,12 @@ impl UploadQueue {
 
     /// Sends part `number`; waits for a free upload slot first. `budget` is the memory the
     /// body holds, given back when the part is stored.
-    pub async fn submit_data(&mut self, number: i32, body: Bytes, budget: OwnedSemaphorePermit) -> Result<(), ObjectError> {
+    pub async fn submit_data(
+        &mut self,
+        number: i32,
+        body: Bytes,
+        budget: OwnedSemaphorePermit,
+    ) -> Result<(), ObjectError> {
         let slot = self.take_slot().await?;
         let (client, key, id) = (self.client.clone(), self.key.clone(), self.upload_id.clone());
         self.tasks.spawn(async move {
@@ -88,7 +93,13 @@ impl UploadQueue {
     }
 
     /// Copies `range` of the object `source` (at ETag `etag`) into part `number` on the server.
-    pub async fn submit_copy(&mut self, number: i32, source: &str, etag: &str, range: Range<u64>) -> Result<(), ObjectError> {
+    pub async fn submit_copy(
+        &mut self,
+        number: i32,
+        source: &str,
+        etag: &str,
+        range: Range<u64>,
+    ) -> Result<(), ObjectError> {
         let slot = self.take_slot().await?;
         let (client, key, id) = (self.client.clone(), self.key.clone(), self.upload_id.clone());
         let (source, etag) = (source.to_string(), etag.to_string());
@@ -115,7 +126,10 @@ impl UploadQueue {
         Ok(())
     }
 
-    fn record(&mut self, done: Result<Result<CompletedPart, ObjectError>, tokio::task::JoinError>) -> Result<(), ObjectError> {
+    fn record(
+        &mut self,
+        done: Result<Result<CompletedPart, ObjectError>, tokio::task::JoinError>,
+    ) -> Result<(), ObjectError> {
         let part = done.map_err(|e| ObjectError::Protocol(format!("part upload task failed: {e}")))??;
         self.parts.insert(part.number, part);
         Ok(())

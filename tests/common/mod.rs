@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use tempfile::TempDir;
 use xosfs_testserver::{Backend, ServerConfig, TestServer};
@@ -76,7 +78,13 @@ impl Server {
             for (key, data) in objects {
                 let client = self.client.clone();
                 tasks.spawn(async move {
-                    client.put_object().bucket(BUCKET).key(&key).body(ByteStream::from(data)).send().await
+                    client
+                        .put_object()
+                        .bucket(BUCKET)
+                        .key(&key)
+                        .body(ByteStream::from(data))
+                        .send()
+                        .await
                         .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
                 });
                 while tasks.len() >= 32 {
@@ -222,7 +230,6 @@ pub fn is_mounted(path: &Path) -> bool {
 pub fn force_unmount(path: &Path) {
     let _ = Command::new("umount").arg("-l").arg(path).status();
 }
-
 
 pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest;

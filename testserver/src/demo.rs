@@ -2,7 +2,9 @@
 
 use std::error::Error;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -19,7 +21,13 @@ pub fn client(server: &TestServer) -> Client {
         .region(Region::new("us-east-1"))
         .endpoint_url(server.endpoint())
         .force_path_style(true)
-        .credentials_provider(Credentials::new(server.access_key(), server.secret_key(), None, None, "xosfs-testserver"))
+        .credentials_provider(Credentials::new(
+            server.access_key(),
+            server.secret_key(),
+            None,
+            None,
+            "xosfs-testserver",
+        ))
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
         .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
         .build();
@@ -29,7 +37,12 @@ pub fn client(server: &TestServer) -> Client {
 pub async fn ensure_bucket(client: &Client, bucket: &str) -> Result<(), Box<dyn Error>> {
     match client.create_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(()),
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_bucket_already_owned_by_you() || e.is_bucket_already_exists()) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -59,7 +72,13 @@ async fn stored_size(client: &Client, bucket: &str, key: &str) -> Result<Option<
     }
 }
 
-async fn upload_multipart(client: &Client, bucket: &str, key: &str, content_type: &str, data: Vec<u8>) -> Result<(), Box<dyn Error>> {
+async fn upload_multipart(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    data: Vec<u8>,
+) -> Result<(), Box<dyn Error>> {
     let created = client.create_multipart_upload().bucket(bucket).key(key).content_type(content_type).send().await?;
     let upload_id = created.upload_id().ok_or("no upload id")?;
     let uploads = data.chunks(PART_SIZE).zip(1..).map(|(chunk, number)| async move {
@@ -94,14 +113,17 @@ fn files() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         .collect();
     vec![
         ("hello.txt", "text/plain", b"Hello from xosfs!\n".to_vec()),
-        ("docs/readme.txt", "text/plain", b"This bucket is served by xosfs-testserver and mounted by xosfs.\nFolders are key prefixes.\n".to_vec()),
+        (
+            "docs/readme.txt",
+            "text/plain",
+            b"This bucket is served by xosfs-testserver and mounted by xosfs.\nFolders are key prefixes.\n".to_vec(),
+        ),
         ("docs/notes/todo.md", "text/markdown", b"# TODO\n\n- [x] mount a bucket\n- [ ] write a file back\n".to_vec()),
         ("data/numbers.csv", "text/csv", numbers.into_bytes()),
         ("photos/2024/sunset.png", "image/png", gradient_png(64, 64)),
         ("videos/sample.bin", "application/octet-stream", xosfs_testserver::pseudo_random_bytes(32 << 20, 0x5eed)),
     ]
 }
-
 
 /// A valid RGB PNG with a sunset-like gradient, encoded by hand (zlib stored blocks) so the
 /// demo needs no image crate.

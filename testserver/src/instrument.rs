@@ -105,7 +105,9 @@ impl Faults {
     fn take(&self, op: &str, key: Option<&str>) -> Option<FaultAction> {
         let mut rules = self.rules.lock();
         let i = rules.iter().position(|r| {
-            r.op == op && r.remaining != Some(0) && r.key_contains.as_deref().is_none_or(|s| key.is_some_and(|k| k.contains(s)))
+            r.op == op
+                && r.remaining != Some(0)
+                && r.key_contains.as_deref().is_none_or(|s| key.is_some_and(|k| k.contains(s)))
         })?;
         let action = rules[i].action.clone();
         if let Some(n) = rules[i].remaining.as_mut() {

@@ -73,12 +73,19 @@ impl MemoryStore {
         self.read(bucket, |b| b.objects.get(key).cloned().ok_or_else(|| s3_error!(NoSuchKey)))
     }
 
-    fn source_object(&self, source: &CopySource, if_match: Option<&ETagCondition>, if_none_match: Option<&ETagCondition>) -> S3Result<Stored> {
+    fn source_object(
+        &self,
+        source: &CopySource,
+        if_match: Option<&ETagCondition>,
+        if_none_match: Option<&ETagCondition>,
+    ) -> S3Result<Stored> {
         let CopySource::Bucket { bucket, key, .. } = source else {
             return Err(s3_error!(NotImplemented, "only bucket/key copy sources"));
         };
         let src = self.object(bucket, key)?;
-        if if_match.is_some_and(|c| !etag_matches(c, &src.etag)) || if_none_match.is_some_and(|c| etag_matches(c, &src.etag)) {
+        if if_match.is_some_and(|c| !etag_matches(c, &src.etag))
+            || if_none_match.is_some_and(|c| etag_matches(c, &src.etag))
+        {
             return Err(s3_error!(PreconditionFailed));
         }
         Ok(src)
@@ -175,7 +182,13 @@ impl Page<'_> {
 
 /// One page of a listing: keys under `prefix` after `after`, keys containing `delimiter`
 /// past the prefix rolled up into common prefixes, each counting once towards `max`.
-fn list_page<'a>(objects: &'a BTreeMap<String, Stored>, prefix: &str, delimiter: Option<&str>, after: Option<&str>, max: usize) -> Page<'a> {
+fn list_page<'a>(
+    objects: &'a BTreeMap<String, Stored>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    after: Option<&str>,
+    max: usize,
+) -> Page<'a> {
     let start = match after {
         Some(a) if a >= prefix => Bound::Excluded(a),
         _ => Bound::Included(prefix),
@@ -242,7 +255,10 @@ impl S3 for MemoryStore {
         self.read(&req.input.bucket, |_| Ok(S3Response::new(HeadBucketOutput::default())))
     }
 
-    async fn get_bucket_location(&self, req: S3Request<GetBucketLocationInput>) -> S3Result<S3Response<GetBucketLocationOutput>> {
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         self.read(&req.input.bucket, |_| Ok(S3Response::new(GetBucketLocationOutput::default())))
     }
 
@@ -251,7 +267,11 @@ impl S3 for MemoryStore {
             .buckets
             .read()
             .iter()
-            .map(|(name, b)| s3s::dto::Bucket { name: Some(name.clone()), creation_date: Some(b.created.into()), ..Default::default() })
+            .map(|(name, b)| s3s::dto::Bucket {
+                name: Some(name.clone()),
+                creation_date: Some(b.created.into()),
+                ..Default::default()
+            })
             .collect();
         Ok(S3Response::new(ListBucketsOutput { buckets: Some(buckets), ..Default::default() }))
     }
@@ -335,7 +355,10 @@ impl S3 for MemoryStore {
         let (body, content_range) = match input.range {
             Some(range) if len > 0 => {
                 let r = range.check(len)?;
-                (obj.data.slice(r.start as usize..r.end as usize), Some(format!("bytes {}-{}/{len}", r.start, r.end - 1)))
+                (
+                    obj.data.slice(r.start as usize..r.end as usize),
+                    Some(format!("bytes {}-{}/{len}", r.start, r.end - 1)),
+                )
             }
             _ => (obj.data, None),
         };
@@ -412,7 +435,11 @@ impl S3 for MemoryStore {
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let src = self.source_object(&input.copy_source, input.copy_source_if_match.as_ref(), input.copy_source_if_none_match.as_ref())?;
+        let src = self.source_object(
+            &input.copy_source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+        )?;
         let replace = input.metadata_directive.as_ref().is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         let to_itself = matches!(&input.copy_source, CopySource::Bucket { bucket, key, .. } if **bucket == *input.bucket && **key == *input.key);
         if to_itself && !replace && input.storage_class.is_none() {
@@ -421,7 +448,8 @@ impl S3 for MemoryStore {
         // A copy is a single-part object, so a multipart source gets a plain MD5 ETag.
         let etag = if src.etag.contains('-') { hex(&Md5::checksum(&src.data)) } else { src.etag.clone() };
         let now = SystemTime::now();
-        let (content_type, metadata) = if replace { (input.content_type, input.metadata) } else { (src.content_type, src.metadata) };
+        let (content_type, metadata) =
+            if replace { (input.content_type, input.metadata) } else { (src.content_type, src.metadata) };
         let obj = Stored {
             data: src.data,
             etag: etag.clone(),
@@ -435,16 +463,23 @@ impl S3 for MemoryStore {
             b.objects.insert(input.key, obj);
             Ok(())
         })?;
-        let result = CopyObjectResult { e_tag: Some(ETag::Strong(etag)), last_modified: Some(now.into()), ..Default::default() };
+        let result =
+            CopyObjectResult { e_tag: Some(ETag::Strong(etag)), last_modified: Some(now.into()), ..Default::default() };
         Ok(S3Response::new(CopyObjectOutput { copy_object_result: Some(result), ..Default::default() }))
     }
 
-    async fn get_object_tagging(&self, req: S3Request<GetObjectTaggingInput>) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
         let obj = self.object(&req.input.bucket, &req.input.key)?;
         Ok(S3Response::new(GetObjectTaggingOutput { tag_set: obj.tags, version_id: None }))
     }
 
-    async fn put_object_tagging(&self, req: S3Request<PutObjectTaggingInput>) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
         let input = req.input;
         self.write(&input.bucket, |b| {
             b.objects.get_mut(&input.key).ok_or_else(|| s3_error!(NoSuchKey))?.tags = input.tagging.tag_set;
@@ -452,7 +487,10 @@ impl S3 for MemoryStore {
         })
     }
 
-    async fn create_multipart_upload(&self, req: S3Request<CreateMultipartUploadInput>) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
         let upload_id = format!("mem-upload-{:08}", self.uploads_started.fetch_add(1, Ordering::Relaxed) + 1);
         let upload = Upload {
@@ -489,10 +527,17 @@ impl S3 for MemoryStore {
         Ok(S3Response::new(UploadPartOutput { e_tag: Some(ETag::Strong(hex(&md5))), ..Default::default() }))
     }
 
-    async fn upload_part_copy(&self, req: S3Request<UploadPartCopyInput>) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
         check_part_number(input.part_number)?;
-        let src = self.source_object(&input.copy_source, input.copy_source_if_match.as_ref(), input.copy_source_if_none_match.as_ref())?;
+        let src = self.source_object(
+            &input.copy_source,
+            input.copy_source_if_match.as_ref(),
+            input.copy_source_if_none_match.as_ref(),
+        )?;
         let data = src.data.slice(copy_range(input.copy_source_range.as_deref(), src.data.len())?);
         let md5 = Md5::checksum(&data);
         let now = SystemTime::now();
@@ -501,11 +546,18 @@ impl S3 for MemoryStore {
             b.upload_mut(&input.upload_id, &input.key)?.parts.insert(input.part_number, part);
             Ok(())
         })?;
-        let result = CopyPartResult { e_tag: Some(ETag::Strong(hex(&md5))), last_modified: Some(now.into()), ..Default::default() };
+        let result = CopyPartResult {
+            e_tag: Some(ETag::Strong(hex(&md5))),
+            last_modified: Some(now.into()),
+            ..Default::default()
+        };
         Ok(S3Response::new(UploadPartCopyOutput { copy_part_result: Some(result), ..Default::default() }))
     }
 
-    async fn complete_multipart_upload(&self, req: S3Request<CompleteMultipartUploadInput>) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
         let requested = input.multipart_upload.and_then(|m| m.parts).unwrap_or_default();
         if requested.is_empty() {
@@ -521,7 +573,10 @@ impl S3 for MemoryStore {
                     return Err(s3_error!(InvalidPartOrder));
                 }
                 previous = number;
-                let part = upload.parts.get(&number).ok_or_else(|| s3_error!(InvalidPart, "part {number} was not uploaded"))?;
+                let part = upload
+                    .parts
+                    .get(&number)
+                    .ok_or_else(|| s3_error!(InvalidPart, "part {number} was not uploaded"))?;
                 let etag = p.e_tag.as_ref().map(|e| e.value().trim_matches('"'));
                 if etag != Some(hex(&part.md5).as_str()) {
                     return Err(s3_error!(InvalidPart, "ETag of part {number} does not match"));
@@ -563,7 +618,10 @@ impl S3 for MemoryStore {
         }))
     }
 
-    async fn abort_multipart_upload(&self, req: S3Request<AbortMultipartUploadInput>) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         self.write(&input.bucket, |b| {
             b.upload(&input.upload_id, &input.key)?;
@@ -572,7 +630,10 @@ impl S3 for MemoryStore {
         })
     }
 
-    async fn list_multipart_uploads(&self, req: S3Request<ListMultipartUploadsInput>) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
         let max = max_keys(input.max_uploads)?;
         let prefix = input.prefix.as_deref().unwrap_or("");
@@ -659,7 +720,11 @@ fn check_part_number(n: i32) -> S3Result<()> {
     }
 }
 
-fn check_read_conditions(obj: &Stored, if_match: Option<&ETagCondition>, if_none_match: Option<&ETagCondition>) -> S3Result<()> {
+fn check_read_conditions(
+    obj: &Stored,
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<()> {
     if if_match.is_some_and(|c| !etag_matches(c, &obj.etag)) {
         return Err(s3_error!(PreconditionFailed));
     }

@@ -5,10 +5,14 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier, Tag, Tagging};
+use aws_sdk_s3::types::{
+    CompletedMultipartUpload, CompletedPart, Delete, MetadataDirective, ObjectIdentifier, Tag, Tagging,
+};
 use aws_sdk_s3::Client;
 use tempfile::TempDir;
 use xosfs_testserver::{Backend, FaultAction, FaultRule, ServerConfig, TestServer};
@@ -60,7 +64,16 @@ impl Env {
             let mut tasks = tokio::task::JoinSet::new();
             for key in keys {
                 let (client, key) = (self.client.clone(), key.clone());
-                tasks.spawn(async move { client.put_object().bucket(BUCKET).key(&key).body(ByteStream::from_static(b"x")).send().await.unwrap() });
+                tasks.spawn(async move {
+                    client
+                        .put_object()
+                        .bucket(BUCKET)
+                        .key(&key)
+                        .body(ByteStream::from_static(b"x"))
+                        .send()
+                        .await
+                        .unwrap()
+                });
                 while tasks.len() >= 32 {
                     tasks.join_next().await.unwrap().unwrap();
                 }
@@ -73,7 +86,15 @@ impl Env {
 
     fn get(&self, key: &str, range: Option<&str>) -> Result<(Vec<u8>, Option<String>), String> {
         self.run(async {
-            let out = self.client.get_object().bucket(BUCKET).key(key).set_range(range.map(Into::into)).send().await.map_err(|e| code(&e))?;
+            let out = self
+                .client
+                .get_object()
+                .bucket(BUCKET)
+                .key(key)
+                .set_range(range.map(Into::into))
+                .send()
+                .await
+                .map_err(|e| code(&e))?;
             let content_range = out.content_range().map(str::to_owned);
             Ok((out.body.collect().await.unwrap().to_vec(), content_range))
         })
@@ -89,7 +110,13 @@ impl Env {
     fn list_v1(&self, prefix: &str, delimiter: Option<&str>) -> (Vec<String>, usize) {
         let (mut names, mut pages, mut marker) = (Vec::new(), 0, None::<String>);
         loop {
-            let req = self.client.list_objects().bucket(BUCKET).prefix(prefix).set_delimiter(delimiter.map(Into::into)).set_marker(marker.clone());
+            let req = self
+                .client
+                .list_objects()
+                .bucket(BUCKET)
+                .prefix(prefix)
+                .set_delimiter(delimiter.map(Into::into))
+                .set_marker(marker.clone());
             let out = self.run(req.send()).unwrap();
             pages += 1;
             let keys: Vec<String> = out.contents().iter().map(|o| o.key().unwrap().to_owned()).collect();
@@ -204,14 +231,21 @@ fn listings_page_through_2500_entries() {
     for env in Env::both() {
         let keys = seed_listing(&env);
         let all: Vec<String> = keys.iter().cloned().collect();
-        let rolled_up: Vec<String> = keys.iter().map(|k| if k.starts_with("p/s") { k[..7].to_owned() } else { k.clone() }).collect::<BTreeSet<_>>().into_iter().collect();
+        let rolled_up: Vec<String> = keys
+            .iter()
+            .map(|k| if k.starts_with("p/s") { k[..7].to_owned() } else { k.clone() })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         assert_eq!(env.list_v1("p/", None), (all.clone(), 3));
         assert_eq!(env.list_v1("p/", Some("/")), (rolled_up.clone(), 3));
         assert_eq!(env.list_v1("", Some("/")), (vec!["p/".to_owned(), "q/".to_owned()], 1));
 
         assert_eq!(env.list_v2("p/", None, 1000), (all, 3));
         assert_eq!(env.list_v2("p/", Some("/"), 700), (rolled_up, 4));
-        let out = env.run(env.client.list_objects_v2().bucket(BUCKET).prefix("p/").start_after("p/f2398").max_keys(2).send()).unwrap();
+        let out = env
+            .run(env.client.list_objects_v2().bucket(BUCKET).prefix("p/").start_after("p/f2398").max_keys(2).send())
+            .unwrap();
         let got: Vec<&str> = out.contents().iter().map(|o| o.key().unwrap()).collect();
         assert_eq!(got, ["p/f2399", "p/s000/inner"]);
     }
@@ -223,7 +257,8 @@ fn memory_namespace_is_flat() {
     for key in ["a", "a/b", "a//b", "x/./y"] {
         env.put(key, key);
     }
-    let marker = env.client.put_object().bucket(BUCKET).key("dir/").metadata("mode", "0755").body(ByteStream::from_static(b""));
+    let marker =
+        env.client.put_object().bucket(BUCKET).key("dir/").metadata("mode", "0755").body(ByteStream::from_static(b""));
     env.run(marker.send()).unwrap();
     for key in ["a", "a/b", "a//b", "x/./y"] {
         assert_eq!(env.get(key, None).unwrap().0, key.as_bytes());
@@ -250,10 +285,30 @@ fn fs_directory_keys_are_not_found() {
 
 fn upload_parts(env: &Env, key: &str, parts: &[Vec<u8>]) -> (String, Vec<CompletedPart>) {
     env.run(async {
-        let id = env.client.create_multipart_upload().bucket(BUCKET).key(key).content_type("video/mp4").send().await.unwrap().upload_id.unwrap();
+        let id = env
+            .client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .content_type("video/mp4")
+            .send()
+            .await
+            .unwrap()
+            .upload_id
+            .unwrap();
         let mut done = Vec::new();
         for (n, body) in (1..).zip(parts) {
-            let out = env.client.upload_part().bucket(BUCKET).key(key).upload_id(&id).part_number(n).body(ByteStream::from(body.clone())).send().await.unwrap();
+            let out = env
+                .client
+                .upload_part()
+                .bucket(BUCKET)
+                .key(key)
+                .upload_id(&id)
+                .part_number(n)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .unwrap();
             done.push(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag).build());
         }
         (id, done)
@@ -288,7 +343,17 @@ fn memory_multipart_lists_validates_and_aborts() {
     let listed: Vec<(&str, &str)> = all.uploads().iter().map(|u| (u.key().unwrap(), u.upload_id().unwrap())).collect();
     assert_eq!(listed.len(), 3);
     assert_eq!(listed[2], ("small", small.as_str()));
-    let page = env.run(env.client.list_multipart_uploads().bucket(BUCKET).max_uploads(1).key_marker("big").upload_id_marker(listed[0].1).send()).unwrap();
+    let page = env
+        .run(
+            env.client
+                .list_multipart_uploads()
+                .bucket(BUCKET)
+                .max_uploads(1)
+                .key_marker("big")
+                .upload_id_marker(listed[0].1)
+                .send(),
+        )
+        .unwrap();
     assert_eq!(page.uploads()[0].upload_id(), Some(listed[1].1));
     assert_eq!((page.is_truncated(), page.next_key_marker()), (Some(true), Some("big")));
     let parts = env.run(env.client.list_parts().bucket(BUCKET).key("big").upload_id(&big).send()).unwrap();
@@ -301,7 +366,15 @@ fn memory_multipart_lists_validates_and_aborts() {
     assert_eq!(complete(&env, "big", &big, reversed).unwrap_err(), "400 InvalidPartOrder");
 
     for u in all.uploads() {
-        env.run(env.client.abort_multipart_upload().bucket(BUCKET).key(u.key().unwrap()).upload_id(u.upload_id().unwrap()).send()).unwrap();
+        env.run(
+            env.client
+                .abort_multipart_upload()
+                .bucket(BUCKET)
+                .key(u.key().unwrap())
+                .upload_id(u.upload_id().unwrap())
+                .send(),
+        )
+        .unwrap();
     }
     let after = env.run(env.client.list_multipart_uploads().bucket(BUCKET).send()).unwrap();
     assert!(after.uploads().is_empty());
@@ -324,17 +397,27 @@ fn memory_copy_part_copy_delete_and_tags() {
     let to_itself = env.client.copy_object().bucket(BUCKET).key("src").copy_source(format!("{BUCKET}/src"));
     assert_eq!(env.run(to_itself.send()).map_err(|e| code(&e)).unwrap_err(), "400 InvalidRequest");
 
-    let id = env.run(env.client.create_multipart_upload().bucket(BUCKET).key("joined").send()).unwrap().upload_id.unwrap();
+    let id =
+        env.run(env.client.create_multipart_upload().bucket(BUCKET).key("joined").send()).unwrap().upload_id.unwrap();
     let mut parts = Vec::new();
     for (n, range) in [(1, "bytes=0-5242879"), (2, "bytes=5242880-6291455")] {
-        let req = env.client.upload_part_copy().bucket(BUCKET).key("joined").upload_id(&id).part_number(n).copy_source(format!("{BUCKET}/src")).copy_source_range(range);
+        let req = env
+            .client
+            .upload_part_copy()
+            .bucket(BUCKET)
+            .key("joined")
+            .upload_id(&id)
+            .part_number(n)
+            .copy_source(format!("{BUCKET}/src"))
+            .copy_source_range(range);
         let etag = env.run(req.send()).unwrap().copy_part_result.unwrap().e_tag;
         parts.push(CompletedPart::builder().part_number(n).set_e_tag(etag).build());
     }
     complete(&env, "joined", &id, parts).unwrap();
     assert_eq!(env.get("joined", None).unwrap().0, data(6 << 20));
 
-    let tagging = Tagging::builder().tag_set(Tag::builder().key("color").value("blue").build().unwrap()).build().unwrap();
+    let tagging =
+        Tagging::builder().tag_set(Tag::builder().key("color").value("blue").build().unwrap()).build().unwrap();
     env.run(env.client.put_object_tagging().bucket(BUCKET).key("src").tagging(tagging).send()).unwrap();
     let tags = env.run(env.client.get_object_tagging().bucket(BUCKET).key("src").send()).unwrap();
     assert_eq!(tags.tag_set()[0].value(), "blue");
@@ -357,12 +440,20 @@ fn faults_inject_errors_and_delays() {
             action: FaultAction::Error { status: 403 },
             remaining: Some(1),
         });
-        let put = |key: &str| env.run(env.client.put_object().bucket(BUCKET).key(key).body(ByteStream::from_static(b"x")).send()).map_err(|e| code(&e));
+        let put = |key: &str| {
+            env.run(env.client.put_object().bucket(BUCKET).key(key).body(ByteStream::from_static(b"x")).send())
+                .map_err(|e| code(&e))
+        };
         put("good").unwrap();
         assert_eq!(put("a-bad-key").unwrap_err(), "403 AccessDenied");
         put("a-bad-key").unwrap();
 
-        env.server.faults().add(FaultRule { op: "HeadObject".into(), key_contains: None, action: FaultAction::Error { status: 404 }, remaining: None });
+        env.server.faults().add(FaultRule {
+            op: "HeadObject".into(),
+            key_contains: None,
+            action: FaultAction::Error { status: 404 },
+            remaining: None,
+        });
         assert!(env.head("good").is_err());
         assert!(env.head("good").is_err());
         env.server.faults().clear();

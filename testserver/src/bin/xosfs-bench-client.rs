@@ -7,7 +7,9 @@ use std::error::Error;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -108,14 +110,25 @@ async fn put(c: &Client, b: &str, key: &str, size: u64) -> Result<(), Box<dyn Er
     let slots = Arc::new(Semaphore::new(PARALLEL));
     let mut tasks = JoinSet::new();
     for (i, start) in (0..size).step_by(PART as usize).enumerate() {
-        let (c, b, key, id, slot) = (c.clone(), b.to_string(), key.to_string(), id.clone(), slots.clone().acquire_owned().await?);
+        let (c, b, key, id, slot) =
+            (c.clone(), b.to_string(), key.to_string(), id.clone(), slots.clone().acquire_owned().await?);
         let len = (PART.min(size - start)) as usize;
         tasks.spawn(async move {
             let _slot = slot;
             let body = xosfs_testserver::pseudo_random_bytes(len, start + 1);
             let n = i as i32 + 1;
-            let out = c.upload_part().bucket(b).key(key).upload_id(id).part_number(n).body(ByteStream::from(body)).send().await?;
-            Ok::<_, aws_sdk_s3::Error>(CompletedPart::builder().part_number(n).set_e_tag(out.e_tag().map(str::to_string)).build())
+            let out = c
+                .upload_part()
+                .bucket(b)
+                .key(key)
+                .upload_id(id)
+                .part_number(n)
+                .body(ByteStream::from(body))
+                .send()
+                .await?;
+            Ok::<_, aws_sdk_s3::Error>(
+                CompletedPart::builder().part_number(n).set_e_tag(out.e_tag().map(str::to_string)).build(),
+            )
         });
     }
     let mut parts = Vec::new();
