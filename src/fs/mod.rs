@@ -93,6 +93,23 @@ pub struct UploadDefaults {
     pub storage_class: Option<String>,
 }
 
+impl UploadDefaults {
+    /// The options of an upload or copy with this content type and user metadata.
+    fn options(&self, content_type: Option<String>, metadata: HashMap<String, String>) -> PutOptions {
+        PutOptions { content_type, metadata, acl: self.acl.clone(), storage_class: self.storage_class.clone() }
+    }
+}
+
+/// Content-Type from a file name's extension, so images and videos preview in consoles.
+fn content_type_for(name: &str) -> Option<String> {
+    Some(mime_guess::from_path(name).first_or_octet_stream().essence_str().to_string())
+}
+
+/// Seconds since the epoch, as s3fs writes `x-amz-meta-mtime`.
+fn unix_secs(t: SystemTime) -> String {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs().to_string()
+}
+
 /// An open directory: its listing, loaded page by page as readdir asks for more.
 struct DirHandle {
     ino: u64,
@@ -312,12 +329,7 @@ impl Fs {
             ("gid".to_string(), posix.gid.to_string()),
         ]
         .into();
-        let opts = PutOptions {
-            content_type: Some(mime_guess::from_path(inode.name()).first_or_octet_stream().essence_str().to_string()),
-            metadata,
-            acl: self.upload_defaults.acl.clone(),
-            storage_class: self.upload_defaults.storage_class.clone(),
-        };
+        let opts = self.upload_defaults.options(content_type_for(&inode.name()), metadata);
         Ok(WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), self.key(inode)?, opts, base))
     }
 
@@ -423,19 +435,13 @@ impl Fs {
 
     /// How a `dir/` marker is stored: empty, with the directory's attributes.
     fn marker_options(&self, mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> PutOptions {
-        let secs = mtime.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        PutOptions {
-            content_type: Some("application/x-directory".into()),
-            metadata: [
-                ("mode".to_string(), mode.to_string()),
-                ("uid".to_string(), uid.to_string()),
-                ("gid".to_string(), gid.to_string()),
-                ("mtime".to_string(), secs.to_string()),
-            ]
-            .into(),
-            acl: self.upload_defaults.acl.clone(),
-            storage_class: self.upload_defaults.storage_class.clone(),
-        }
+        let metadata = [
+            ("mode".to_string(), mode.to_string()),
+            ("uid".to_string(), uid.to_string()),
+            ("gid".to_string(), gid.to_string()),
+            ("mtime".to_string(), unix_secs(mtime)),
+        ];
+        self.upload_defaults.options(Some("application/x-directory".into()), metadata.into())
     }
 
     /// Removes a file. One still open for writing keeps working for its descriptors but is
@@ -462,9 +468,7 @@ impl Fs {
             return Err(FsError::NotDirectory);
         }
         let prefix = self.key(&child)?;
-        let page = self.client.list_page(&prefix, None, 2).await?;
-        let only_marker = page.common_prefixes.is_empty() && page.objects.iter().all(|o| o.key == prefix);
-        if !only_marker
+        if !self.stored_dir_is_empty(&prefix).await?
             || self.writers.iter().any(|w| self.inodes.get(*w.key()).is_some_and(|i| i.parent() == child.ino))
         {
             return Err(FsError::NotEmpty);
@@ -501,8 +505,7 @@ impl Fs {
                 (Kind::File, Kind::Directory) => return Err(FsError::IsDirectory),
                 (Kind::Directory, Kind::File) => return Err(FsError::NotDirectory),
                 (Kind::Directory, Kind::Directory) => {
-                    let page = self.client.list_page(&self.key(dst)?, None, 2).await?;
-                    if !page.common_prefixes.is_empty() || page.objects.iter().any(|o| !o.key.ends_with('/')) {
+                    if !self.stored_dir_is_empty(&self.key(dst)?).await? {
                         return Err(FsError::NotEmpty);
                     }
                 }
@@ -532,12 +535,7 @@ impl Fs {
             }
         }
         let info = self.client.head_object(&old_key).await?;
-        let opts = PutOptions {
-            content_type: Some(mime_guess::from_path(new_key).first_or_octet_stream().essence_str().to_string()),
-            metadata: info.metadata.clone(),
-            acl: self.upload_defaults.acl.clone(),
-            storage_class: self.upload_defaults.storage_class.clone(),
-        };
+        let opts = self.upload_defaults.options(content_type_for(new_key), info.metadata.clone());
         let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
         self.client.delete_object(&old_key).await?;
         if let Some(writer) = writer {
@@ -562,19 +560,9 @@ impl Fs {
             return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
         }
         let etag = info.etag.as_deref().ok_or(FsError::NotSupported)?;
-        let kept;
-        let opts = match opts {
-            Some(o) => o,
-            None => {
-                kept = PutOptions {
-                    content_type: info.content_type.clone(),
-                    metadata: info.metadata.clone(),
-                    acl: self.upload_defaults.acl.clone(),
-                    storage_class: self.upload_defaults.storage_class.clone(),
-                };
-                &kept
-            }
-        };
+        // A part copy starts a new upload, which must be given the metadata to keep.
+        let kept = self.upload_defaults.options(info.content_type.clone(), info.metadata.clone());
+        let opts = opts.unwrap_or(&kept);
         Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, opts).await?)
     }
 
@@ -631,6 +619,12 @@ impl Fs {
             }
         }
         Ok(())
+    }
+
+    /// Whether nothing but the directory's own marker is stored under `prefix`.
+    async fn stored_dir_is_empty(&self, prefix: &str) -> Result<bool, FsError> {
+        let page = self.client.list_page(prefix, None, 2).await?;
+        Ok(page.common_prefixes.is_empty() && page.objects.iter().all(|o| o.key == prefix))
     }
 
     /// The directory `parent`, checked for a change of its entry `name`.
@@ -717,15 +711,9 @@ impl Fs {
                 metadata.insert("gid".into(), meta.gid.unwrap_or(current.gid).to_string());
                 let mtime = change.mtime.or(PosixMeta::from_metadata(&info.metadata).mtime).or(info.last_modified);
                 if let Some(t) = mtime {
-                    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-                    metadata.insert("mtime".into(), secs.to_string());
+                    metadata.insert("mtime".into(), unix_secs(t));
                 }
-                let opts = PutOptions {
-                    content_type: info.content_type.clone(),
-                    metadata: metadata.clone(),
-                    acl: self.upload_defaults.acl.clone(),
-                    storage_class: self.upload_defaults.storage_class.clone(),
-                };
+                let opts = self.upload_defaults.options(info.content_type.clone(), metadata.clone());
                 let etag = self.client.copy_object(&key, info.etag.as_deref(), &key, Some(&opts)).await?;
                 stat = ObjectStat {
                     size: info.size,

@@ -340,13 +340,7 @@ impl WriteBuffer {
             None => UploadQueue::start(self.client.clone(), &self.key, &self.opts, self.cfg.concurrency).await?,
         };
         match self.send_remaining_parts(&mut queue).await {
-            Ok(()) => match queue.complete(ladder_part_count(self.cfg.part_size, self.size) as i32).await {
-                Ok(etag) => Ok(etag),
-                Err((e, queue)) => {
-                    queue.abort().await;
-                    Err(e)
-                }
-            },
+            Ok(()) => queue.complete(ladder_part_count(self.cfg.part_size, self.size) as i32).await,
             Err(e) => {
                 queue.abort().await;
                 Err(e)

@@ -29,23 +29,14 @@ pub async fn multipart_copy(
     let part = cfg.copy_threshold.max(size.div_ceil(u64::from(MAX_PARTS))).clamp(MIN_PART, MAX_PART);
     let mut queue = UploadQueue::start(client, dest, opts, cfg.concurrency).await?;
     let mut number = 0;
-    let mut start = 0;
-    while start < size.max(1) {
+    for start in (0..size).step_by(part as usize) {
         number += 1;
-        let end = (start + part).min(size);
-        if let Err(e) = queue.submit_copy(number, source, etag, start..end).await {
+        if let Err(e) = queue.submit_copy(number, source, etag, start..(start + part).min(size)).await {
             queue.abort().await;
             return Err(e);
         }
-        start = end.max(start + 1);
     }
-    match queue.complete(number).await {
-        Ok(etag) => Ok(etag),
-        Err((e, queue)) => {
-            queue.abort().await;
-            Err(e)
-        }
-    }
+    queue.complete(number).await
 }
 
 pub struct UploadQueue {
@@ -143,17 +134,21 @@ impl UploadQueue {
         Ok(())
     }
 
-    /// Waits for all parts and makes parts 1..=`last` the object; returns its ETag.
-    /// Parts past `last` were cut off by a truncate and are left out.
-    pub async fn complete(mut self, last: i32) -> Result<Option<String>, (ObjectError, UploadQueue)> {
-        if let Err(e) = self.drain().await {
-            return Err((e, self));
+    /// Waits for all parts and makes parts 1..=`last` the object; returns its ETag. On
+    /// failure the upload is aborted, so none is left behind. Parts past `last` were cut
+    /// off by a truncate and are left out.
+    pub async fn complete(mut self, last: i32) -> Result<Option<String>, ObjectError> {
+        let result = match self.drain().await {
+            Ok(()) => {
+                let parts: Vec<CompletedPart> = self.parts.range(..=last).map(|(_, p)| p.clone()).collect();
+                self.client.complete_multipart_upload(&self.key, &self.upload_id, &parts).await
+            }
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            self.abort().await;
         }
-        let parts: Vec<CompletedPart> = self.parts.range(..=last).map(|(_, p)| p.clone()).collect();
-        match self.client.complete_multipart_upload(&self.key, &self.upload_id, &parts).await {
-            Ok(etag) => Ok(etag),
-            Err(e) => Err((e, self)),
-        }
+        result
     }
 
     /// Stops every part in flight and aborts the upload at the store.
