@@ -153,10 +153,7 @@ fn failed_directory_rename_loses_nothing() {
 fn tools_that_rename_work() {
     let server = Server::memory();
     let m = server.mount(&[]);
-    let src = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(src.path().join("tree/sub")).unwrap();
-    std::fs::write(src.path().join("tree/a.txt"), "alpha").unwrap();
-    std::fs::write(src.path().join("tree/sub/b.bin"), pseudo_random_bytes(200_000, 2)).unwrap();
+    let (src, tarball) = common::local_tree();
     // cp -r makes directories and files.
     assert!(std::process::Command::new("cp")
         .arg("-r")
@@ -185,16 +182,6 @@ fn tools_that_rename_work() {
     // mv of a directory, then tar extraction.
     assert!(std::process::Command::new("mv").arg(m.join("copy")).arg(m.join("moved")).status().unwrap().success());
     assert_eq!(std::fs::read_to_string(m.join("moved/a.txt")).unwrap(), "alpha");
-    let tarball = src.path().join("t.tar");
-    assert!(std::process::Command::new("tar")
-        .arg("-cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(src.path())
-        .arg("tree")
-        .status()
-        .unwrap()
-        .success());
     let tar = std::process::Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(m.path()).output().unwrap();
     assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
     assert_eq!(server.stored("tree/a.txt").unwrap(), b"alpha");

@@ -260,20 +260,7 @@ fn chmod_and_touch_store_s3fs_metadata() {
 fn tools_write_through_the_mount() {
     let server = Server::memory();
     let m = server.mount(&[]);
-    let src = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(src.path().join("tree/sub")).unwrap();
-    std::fs::write(src.path().join("tree/a.txt"), "alpha").unwrap();
-    std::fs::write(src.path().join("tree/sub/b.bin"), random_bytes(100_000, 1)).unwrap();
-    let tarball = src.path().join("t.tar");
-    assert!(std::process::Command::new("tar")
-        .arg("-cf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(src.path())
-        .arg("tree")
-        .status()
-        .unwrap()
-        .success());
+    let (_src, tarball) = common::local_tree();
     // dd with a block size that does not divide the part size.
     let dd = std::process::Command::new("dd")
         .args(["if=/dev/zero", "bs=777k", "count=20", "status=none"])

@@ -245,3 +245,16 @@ pub fn ls(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A local tree to copy in (`tree/a.txt` = "alpha", `tree/sub/b.bin` 200,000 random bytes)
+/// and a tarball of it (`t.tar`), in a temporary directory.
+pub fn local_tree() -> (TempDir, PathBuf) {
+    let src = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(src.path().join("tree/sub")).unwrap();
+    std::fs::write(src.path().join("tree/a.txt"), "alpha").unwrap();
+    std::fs::write(src.path().join("tree/sub/b.bin"), xosfs_testserver::pseudo_random_bytes(200_000, 2)).unwrap();
+    let tarball = src.path().join("t.tar");
+    let tar = Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(src.path()).arg("tree").status().unwrap();
+    assert!(tar.success());
+    (src, tarball)
+}
