@@ -27,7 +27,7 @@ pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAM
 use crate::config::FsConfig;
 use crate::read::{PrefetchBudget, Prefetcher};
 use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
-use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriterHandle};
+use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriteError, WriterHandle};
 
 /// Memory all read-ahead windows of the mount may hold together.
 const PREFETCH_MEMORY: u64 = 512 << 20;
@@ -185,6 +185,11 @@ impl Fs {
 
     fn writer_of(&self, ino: u64) -> Option<WriterHandle> {
         self.writers.get(&ino).map(|w| w.value().clone())
+    }
+
+    /// The writer of handle `fh` if it has one, else the file's latest writer.
+    fn open_writer(&self, ino: u64, fh: Option<u64>) -> Option<WriterHandle> {
+        fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino))
     }
 
     /// Whether the store's view of this file may be used: not while it is being written,
@@ -527,10 +532,12 @@ impl Fs {
 
     async fn rename_file(&self, src: &Inode, new_key: &str) -> Result<(), FsError> {
         let old_key = self.key(src)?;
+        // A writer released just before the rename (close, then rename, as rsync does) may
+        // have ended meanwhile: its close already stored everything, so there is no writer.
         let writer = self.writer_of(src.ino);
         if let Some(writer) = &writer {
             // What is written so far is stored first, so the copy carries it.
-            if let Some(uploaded) = writer.flush().await? {
+            if let Some(uploaded) = unless_closed(writer.flush().await)?.flatten() {
                 self.record_upload(src.ino, uploaded);
             }
         }
@@ -539,7 +546,7 @@ impl Fs {
         let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
         self.client.delete_object(&old_key).await?;
         if let Some(writer) = writer {
-            writer.rekey(new_key.to_string(), BaseObject { etag: etag.clone(), size: info.size }).await?;
+            unless_closed(writer.rekey(new_key.to_string(), BaseObject { etag: etag.clone(), size: info.size }).await)?;
         }
         let mut stat = src.stat();
         stat.etag = etag;
@@ -677,10 +684,14 @@ impl Fs {
             gid: change.gid.or(Some(current.gid)),
             mtime: change.mtime,
         };
-        let writer =
-            fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
-        match writer {
-            Some(writer) => writer.set_meta(meta).await?,
+        // Stored with the upload of a file being written; a writer closed meanwhile has
+        // uploaded already, so the attributes then go on the stored object.
+        let by_writer = match self.open_writer(ino, fh) {
+            Some(writer) => unless_closed(writer.set_meta(meta).await)?,
+            None => None,
+        };
+        match by_writer {
+            Some(()) => {}
             None => {
                 let key = self.key(&inode)?;
                 let info = match self.client.head_object(&key).await {
@@ -755,10 +766,12 @@ impl Fs {
         if inode.kind == Kind::Directory {
             return Err(FsError::IsDirectory);
         }
-        let writer =
-            fh.and_then(|fh| self.files.get(&fh).and_then(|f| f.writer.clone())).or_else(|| self.writer_of(ino));
-        match writer {
-            Some(writer) => writer.truncate(size).await?,
+        let by_writer = match self.open_writer(ino, fh) {
+            Some(writer) => unless_closed(writer.truncate(size).await)?,
+            None => None,
+        };
+        match by_writer {
+            Some(()) => {}
             None => {
                 let stat = self.revalidate(&inode).await?;
                 let base = (size > 0).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
@@ -878,6 +891,15 @@ impl Fs {
         // 1 PiB and 2^32 inodes, free: enough that no tool refuses to copy in.
         let blocks = (1u64 << 50) / u64::from(BLOCK);
         StatFs { blocks, bfree: blocks, files: 1 << 32, ffree: 1 << 32, block_size: BLOCK, name_max: NAME_MAX as u32 }
+    }
+}
+
+/// A writer's answer, or `None` when the writer had already been closed.
+fn unless_closed<T>(answer: Result<T, WriteError>) -> Result<Option<T>, WriteError> {
+    match answer {
+        Ok(v) => Ok(Some(v)),
+        Err(WriteError::Gone) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
