@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use fuser::{MountOption, Session, SessionACL};
 use tokio::runtime::Runtime;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing::{info, warn};
 
 use crate::config::Access;
@@ -72,6 +72,8 @@ pub struct MountSpec<'a> {
 /// A mounted filesystem being served by the session's threads.
 pub struct Mounted {
     mountpoint: PathBuf,
+    term: Signal,
+    int: Signal,
     unmounter: fuser::SessionUnmounter,
     done: tokio::sync::oneshot::Receiver<std::io::Result<()>>,
     thread: std::thread::JoinHandle<()>,
@@ -97,24 +99,28 @@ pub fn mount(fs: Arc<Fs>, rt: &Runtime, spec: MountSpec<'_>) -> std::io::Result<
     };
     config.n_threads = Some(2);
     config.clone_fd = true;
+    // Catch SIGTERM/SIGINT before the mount exists: the default action would kill the
+    // process while it stats its own mount, leaving that request unanswered forever.
+    let (term, int) = {
+        let _runtime = rt.enter();
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+    };
     let mut session = Session::new(FuseAdapter::new(fs, rt.handle().clone()), spec.mountpoint, &config)?;
     let unmounter = session.unmount_callable();
     let (tx, done) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new().name("fuse-session".into()).spawn(move || {
         let _ = tx.send(session.run());
     })?;
-    Ok(Mounted { mountpoint: spec.mountpoint.to_path_buf(), unmounter, done, thread })
+    Ok(Mounted { mountpoint: spec.mountpoint.to_path_buf(), term, int, unmounter, done, thread })
 }
 
 impl Mounted {
     /// Serves until SIGINT/SIGTERM (then unmounts) or until someone else unmounts.
     pub fn serve_until_stopped(mut self, rt: &Runtime) -> std::io::Result<()> {
         let outcome = rt.block_on(async {
-            let mut term = signal(SignalKind::terminate())?;
-            let mut int = signal(SignalKind::interrupt())?;
             tokio::select! {
-                _ = term.recv() => Ok(None),
-                _ = int.recv() => Ok(None),
+                _ = self.term.recv() => Ok(None),
+                _ = self.int.recv() => Ok(None),
                 ended = &mut self.done => Ok::<_, std::io::Error>(Some(ended.unwrap_or(Ok(())))),
             }
         })?;
