@@ -91,6 +91,20 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS", default_value = "1")]
     pub attr_ttl: f64,
 
+    /// Size of the blocks reads are cached in (4K to 64M). Suffixes K, M, G.
+    #[arg(long, value_name = "SIZE", default_value = "1M")]
+    pub block_size: String,
+
+    /// Memory for cached blocks and read-ahead of the whole mount (at least 4 blocks);
+    /// least recently used blocks make room.
+    #[arg(long, value_name = "SIZE", default_value = "512M")]
+    pub cache_size: String,
+
+    /// Largest read-ahead window of one open file; windows grow from one block to this while a
+    /// file is read sequentially, and shrink when --cache-size has no room.
+    #[arg(long, value_name = "SIZE", default_value = "128M")]
+    pub max_prefetch: String,
+
     /// Size of multipart upload parts (grows every 1,000 parts; 5M to 5G). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "8M")]
     pub part_size: String,

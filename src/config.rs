@@ -28,6 +28,10 @@ pub enum ConfigError {
     Size { option: &'static str, value: String },
     #[error("--part-size must be between 5M and 5G (got {0})")]
     PartSize(String),
+    #[error("--block-size must be between 4K and 64M (got {0})")]
+    BlockSize(String),
+    #[error("--cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
+    CacheSize { cache: String, block: String },
     #[error("--attr-ttl {0} is not a number of seconds (0 or more)")]
     Ttl(f64),
     #[error("--copy-threshold must be between 5M and 5G (got {0})")]
@@ -48,6 +52,14 @@ const CANNED_ACLS: &[&str] = &[
     "bucket-owner-read",
     "bucket-owner-full-control",
 ];
+
+/// How files are read.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadSettings {
+    pub block_size: u64,
+    pub cache_size: u64,
+    pub max_prefetch: u64,
+}
 
 /// How files are written back.
 #[derive(Debug, Clone)]
@@ -104,6 +116,7 @@ pub struct FsConfig {
 pub struct Config {
     pub s3: S3Config,
     pub fs: FsConfig,
+    pub read: ReadSettings,
     pub write: WriteSettings,
     pub mountpoint: PathBuf,
     pub passwd_file: Option<PathBuf>,
@@ -135,6 +148,15 @@ impl Config {
         if !(5 << 20..=5 << 30).contains(&part_size) {
             return Err(ConfigError::PartSize(cli.part_size));
         }
+        let block_size = parse_size("--block-size", &cli.block_size)?;
+        if !(4 << 10..=64 << 20).contains(&block_size) {
+            return Err(ConfigError::BlockSize(cli.block_size));
+        }
+        let cache_size = parse_size("--cache-size", &cli.cache_size)?;
+        if cache_size < 4 * block_size {
+            return Err(ConfigError::CacheSize { cache: cli.cache_size, block: cli.block_size });
+        }
+        let max_prefetch = parse_size("--max-prefetch", &cli.max_prefetch)?;
         let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
         let copy_threshold = parse_size("--copy-threshold", &cli.copy_threshold)?;
         if !(5 << 20..=5 << 30).contains(&copy_threshold) {
@@ -173,6 +195,7 @@ impl Config {
                 dir_mode,
                 metadata_ttl,
             },
+            read: ReadSettings { block_size, cache_size, max_prefetch },
             write: WriteSettings {
                 part_size,
                 copy_threshold,

@@ -131,7 +131,10 @@ impl Filesystem for FuseAdapter {
         let pid = req.pid();
         self.spawn("open", ino, move |fs, _| async move {
             match fs.open(ino.0, write, truncate, pid).await {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(opened) => {
+                    let flags = if opened.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                    reply.opened(FileHandle(opened.fh), flags)
+                }
                 Err(e) => reply.error(errno(e)),
             }
         });

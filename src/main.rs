@@ -99,7 +99,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     let write_cfg =
         Arc::new(WriteConfig::new(w.part_size, w.concurrency, w.buffer, w.cache_dir.clone(), w.copy_threshold));
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
-    let fs = Arc::new(Fs::new(client, config.fs.clone(), write_cfg, defaults));
+    let fs = Arc::new(Fs::new(client, config.fs.clone(), write_cfg, defaults, config.read));
     let fs_name = match config.fs.prefix.as_str() {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),

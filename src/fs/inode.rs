@@ -35,6 +35,8 @@ struct InodeState {
     /// When the store last confirmed `stat`; `None` forces a revalidation.
     validated: Option<Instant>,
     lookups: u64,
+    /// The version whose bytes the kernel's page cache may hold for this file.
+    page_cache_etag: Option<String>,
 }
 
 impl Inode {
@@ -43,7 +45,12 @@ impl Inode {
             ino,
             kind,
             location: Mutex::new(Location { parent, name: name.to_string() }),
-            state: Mutex::new(InodeState { stat: ObjectStat::default(), validated: None, lookups }),
+            state: Mutex::new(InodeState {
+                stat: ObjectStat::default(),
+                validated: None,
+                lookups,
+                page_cache_etag: None,
+            }),
         }
     }
 
@@ -69,6 +76,17 @@ impl Inode {
         let mut s = self.state.lock();
         s.stat = stat;
         s.validated = Some(Instant::now());
+    }
+
+    /// Whether the kernel may keep the pages it cached for this file when it is opened
+    /// to read version `etag` (it is the version those pages came from); remembers
+    /// `etag` as the version cached from now on. `None` (being written, or no ETag)
+    /// never keeps them.
+    pub fn keep_page_cache(&self, etag: Option<&str>) -> bool {
+        let mut s = self.state.lock();
+        let keep = etag.is_some() && s.page_cache_etag.as_deref() == etag;
+        s.page_cache_etag = etag.map(str::to_string);
+        keep
     }
 
     /// The store just showed this inode exists; what we know of it stays as it is.

@@ -24,13 +24,10 @@ pub use error::FsError;
 pub use inode::ROOT_INO;
 pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAME_MAX};
 
-use crate::config::FsConfig;
-use crate::read::{PrefetchBudget, Prefetcher};
+use crate::config::{FsConfig, ReadSettings};
+use crate::read::{BlockCache, Prefetcher};
 use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
 use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriteError, WriterHandle};
-
-/// Memory all read-ahead windows of the mount may hold together.
-const PREFETCH_MEMORY: u64 = 512 << 20;
 
 /// Objects copied at once when a directory is renamed.
 const RENAME_CONCURRENCY: usize = 16;
@@ -69,6 +66,13 @@ struct OpenFile {
     writer: Option<WriterHandle>,
     /// The process that opened the file (its thread group id).
     opener: Option<u32>,
+}
+
+/// An open file handle, and whether the kernel may keep the file's cached pages.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub fh: u64,
+    pub keep_cache: bool,
 }
 
 /// A chmod/chown/utimens request; `None` fields stay as they are.
@@ -130,7 +134,8 @@ pub struct Fs {
     writers: DashMap<u64, WriterHandle>,
     write_cfg: Arc<WriteConfig>,
     upload_defaults: UploadDefaults,
-    prefetch_budget: PrefetchBudget,
+    blocks: Arc<BlockCache>,
+    max_prefetch: u64,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
 }
@@ -141,8 +146,11 @@ impl Fs {
         cfg: FsConfig,
         write_cfg: Arc<WriteConfig>,
         upload_defaults: UploadDefaults,
+        read: ReadSettings,
     ) -> Fs {
         Fs {
+            blocks: BlockCache::new(client.clone(), read.block_size, read.cache_size),
+            max_prefetch: read.max_prefetch,
             inodes: InodeTable::new(&cfg.prefix),
             client,
             cfg,
@@ -151,7 +159,6 @@ impl Fs {
             writers: DashMap::new(),
             write_cfg,
             upload_defaults,
-            prefetch_budget: PrefetchBudget::new(PREFETCH_MEMORY),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
         }
@@ -284,7 +291,9 @@ impl Fs {
 
     /// Opens a file. Writing needs a fresh HEAD (the ETag of the base); `truncate` drops
     /// the old content, which then is replaced at close even if nothing is written.
-    pub async fn open(&self, ino: u64, write: bool, truncate: bool, pid: u32) -> Result<u64, FsError> {
+    /// Opens a file; the reply says whether the kernel may keep its cached pages (the
+    /// store still has the version they came from).
+    pub async fn open(&self, ino: u64, write: bool, truncate: bool, pid: u32) -> Result<Opened, FsError> {
         let inode = self.inode(ino)?;
         if inode.kind == Kind::Directory {
             return Err(FsError::IsDirectory);
@@ -292,13 +301,16 @@ impl Fs {
         if write && self.cfg.read_only {
             return Err(FsError::ReadOnly);
         }
-        let stat = if self.writers.contains_key(&ino) {
+        let being_written = self.writers.contains_key(&ino);
+        let stat = if being_written {
             inode.stat()
         } else if write || self.needs_revalidation(&inode) {
             self.revalidate(&inode).await?
         } else {
             inode.stat()
         };
+        let cached_version = (!write && !being_written).then_some(stat.etag.as_deref()).flatten();
+        let keep_cache = inode.keep_page_cache(cached_version);
         let (reader, writer) = if write {
             let base = (!truncate).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
             let writer = self.spawn_writer(&inode, base)?;
@@ -306,18 +318,11 @@ impl Fs {
             (None, Some(writer))
         } else {
             let key = self.key(&inode)?;
-            (
-                Some(Prefetcher::new(
-                    self.client.clone(),
-                    key,
-                    stat.size,
-                    stat.etag.clone(),
-                    self.prefetch_budget.clone(),
-                )),
-                None,
-            )
+            let reader = Prefetcher::new(self.blocks.clone(), &key, stat.size, stat.etag.as_deref(), self.max_prefetch);
+            (Some(reader), None)
         };
-        Ok(self.add_handle(OpenFile { ino, reader, writer, opener: thread_group_of(pid) }))
+        let fh = self.add_handle(OpenFile { ino, reader, writer, opener: thread_group_of(pid) });
+        Ok(Opened { fh, keep_cache })
     }
 
     fn add_handle(&self, file: OpenFile) -> u64 {

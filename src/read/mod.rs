@@ -1,7 +1,12 @@
-//! The read path. [`Prefetcher`]: per open file, sequential detection and a read-ahead
-//! window of 8 MiB chunks fetched in parallel, bounded by one mount-wide memory budget.
-//! (The block cache shared between handles is still to come.)
+//! The read path. [`BlockCache`]: blocks of object versions shared by the whole mount
+//! under one memory budget, one GET per block however many readers wait for it.
+//! [`Prefetcher`]: per open file, sequential detection and a read-ahead window that
+//! grows geometrically, fetched into the cache.
 
+mod cache;
 mod prefetch;
+#[cfg(test)]
+mod tests;
 
-pub use prefetch::{PrefetchBudget, Prefetcher, CHUNK};
+pub use cache::{BlockCache, CacheUsage, ObjectVersion, Prefetch};
+pub use prefetch::{Prefetcher, PART};

@@ -1,86 +1,68 @@
-//! Prefetcher: reads of one open file. A reader that jumps around gets exactly what it asks
-//! for, one ranged GET per read. Once reads follow each other, the file is fetched in 8 MiB
-//! chunks, and the window of chunks fetched ahead of the reader doubles with every
-//! sequential read, from one chunk up to 16 (128 MiB). Chunks behind the reader are
-//! dropped; chunks ahead are only fetched while the mount-wide budget has room, so when it
-//! is spent windows shrink instead of memory growing. Dropping the prefetcher (the handle
-//! was released) aborts its GETs in flight.
+//! Prefetcher: the reads of one open file, over the mount's [`BlockCache`].
 //!
-//! The kernel sends read-ahead requests concurrently and slightly out of order, so a read
-//! counts as sequential when it starts near where the previous one ended.
+//! A reader that follows on from its previous read (or starts at offset 0) streams:
+//! its reads are served from cache blocks, and blocks ahead of it are fetched before it
+//! asks, in a window that starts at one block (a small first GET, for time to first
+//! byte) and doubles with every sequential read up to `max_window`, as GETs of up to
+//! [`PART`] each, several in flight at once. A reader that jumps elsewhere gets exactly
+//! the bytes it asked for in one GET (or from blocks already cached) and no read-ahead:
+//! fetching a whole block for a 4 KiB probe costs more than it saves. Forward seeks that
+//! land within the window stay sequential.
+//!
+//! When the mount's budget has no room, a window is halved instead of memory growing.
+//! Dropping the prefetcher (the handle was released) aborts its fetches in flight.
 
-use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::future::{BoxFuture, FutureExt, Shared};
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use crate::s3::{ObjectClient, ObjectError};
+use super::cache::{BlockCache, ObjectVersion};
+use crate::s3::ObjectError;
 
-/// Size of a prefetched chunk: the part size S3 clients read fastest with.
-pub const CHUNK: u64 = 8 << 20;
-/// Most chunks fetched ahead of one reader (128 MiB).
-const MAX_WINDOW: u64 = 16;
-/// How far from the previous read's end a read may start and still count as sequential.
+/// The largest GET of a read-ahead: the part size S3 clients read fastest with.
+pub const PART: u64 = 8 << 20;
+/// How far before the previous read's end a streaming reader's read may start and still
+/// count as sequential: the kernel sends its read-ahead requests concurrently, slightly
+/// out of order.
 const NEAR: u64 = 2 << 20;
-
-/// Memory all prefetchers of the mount may hold, in MiB permits.
-#[derive(Clone)]
-pub struct PrefetchBudget(Arc<Semaphore>);
-
-impl PrefetchBudget {
-    pub fn new(bytes: u64) -> PrefetchBudget {
-        PrefetchBudget(Arc::new(Semaphore::new((bytes >> 20).max(1) as usize)))
-    }
-
-    fn try_take(&self, bytes: u64) -> Option<OwnedSemaphorePermit> {
-        self.0.clone().try_acquire_many_owned(bytes.div_ceil(1 << 20) as u32).ok()
-    }
-}
-
-type ChunkFuture = Shared<BoxFuture<'static, Result<Bytes, ObjectError>>>;
-
-struct Chunk {
-    data: ChunkFuture,
-    abort: AbortHandle,
-    _memory: Option<OwnedSemaphorePermit>,
-}
-
-impl Drop for Chunk {
-    fn drop(&mut self) {
-        self.abort.abort();
-    }
-}
+/// How far after the previous read's end a reader that is not streaming may start and
+/// begin to stream (strictly forward: random readers land near each other by chance).
+const START_GAP: u64 = 256 << 10;
 
 #[derive(Default)]
 struct State {
-    chunks: BTreeMap<u64, Chunk>,
+    /// End of the previous read.
     last_end: Option<u64>,
-    streak: u32,
+    /// Bytes to have fetched ahead of the reader; 0 while it is not streaming.
+    window: u64,
+    /// Blocks before this index have been fetched or are being fetched.
+    frontier: u64,
+    fetches: Vec<AbortHandle>,
 }
 
 pub struct Prefetcher {
-    client: Arc<ObjectClient>,
-    key: String,
+    cache: Arc<BlockCache>,
+    key: Arc<str>,
     size: u64,
-    etag: Option<String>,
-    budget: PrefetchBudget,
+    /// `None` when the store gave no ETag: such an object cannot be cached safely, so
+    /// every read goes to the store.
+    object: Option<ObjectVersion>,
+    max_window: u64,
     state: Mutex<State>,
 }
 
 impl Prefetcher {
-    pub fn new(
-        client: Arc<ObjectClient>,
-        key: String,
-        size: u64,
-        etag: Option<String>,
-        budget: PrefetchBudget,
-    ) -> Prefetcher {
-        Prefetcher { client, key, size, etag, budget, state: Mutex::new(State::default()) }
+    pub fn new(cache: Arc<BlockCache>, key: &str, size: u64, etag: Option<&str>, max_window: u64) -> Prefetcher {
+        let key: Arc<str> = key.into();
+        let object = etag.map(|etag| ObjectVersion { key: key.clone(), etag: etag.into(), size });
+        Prefetcher { cache, key, size, object, max_window, state: Mutex::new(State::default()) }
+    }
+
+    /// The current read-ahead window in bytes (0 when the reader is not streaming).
+    pub fn window(&self) -> u64 {
+        self.state.lock().window
     }
 
     /// Up to `len` bytes at `offset`; fewer only at the end of the object.
@@ -89,82 +71,94 @@ impl Prefetcher {
         if offset >= end {
             return Ok(Bytes::new());
         }
-        let needed = match self.plan(offset..end) {
-            Some(chunks) => chunks,
-            None => return self.fetch(offset..end).await,
-        };
-        let mut out = BytesMut::with_capacity((end - offset) as usize);
-        for (index, data) in needed {
-            let bytes = data.await?;
-            let chunk_start = index * CHUNK;
-            let from = offset.max(chunk_start) - chunk_start;
-            let to = (end.min(chunk_start + bytes.len() as u64)).saturating_sub(chunk_start);
-            if from >= to {
-                break; // the object ended early (it shrank since open)
+        let Some(object) = &self.object else { return self.fetch(offset, end).await };
+        let bs = self.cache.block_size();
+        let blocks = offset / bs..=(end - 1) / bs;
+        let data = if self.plan(object, offset, end) {
+            let mut data = Vec::with_capacity(blocks.clone().count());
+            for index in blocks.clone() {
+                data.push(self.cache.block(object, index).await?);
             }
-            out.extend_from_slice(&bytes[from as usize..to as usize]);
+            data
+        } else {
+            match blocks.clone().map(|i| self.cache.get_cached(object, i)).collect::<Option<Vec<_>>>() {
+                Some(cached) => cached,
+                None => return self.fetch(offset, end).await,
+            }
+        };
+        let first_start = blocks.start() * bs;
+        if data.len() == 1 {
+            let from = (offset - first_start) as usize;
+            let to = ((end - first_start) as usize).min(data[0].len());
+            return Ok(data[0].slice(from.min(to)..to));
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        for (n, block) in data.iter().enumerate() {
+            let block_start = first_start + n as u64 * bs;
+            let from = offset.saturating_sub(block_start).min(block.len() as u64) as usize;
+            let to = (end - block_start).min(block.len() as u64) as usize;
+            out.extend_from_slice(&block[from..to]);
         }
         Ok(out.freeze())
     }
 
-    /// Decides how `r` is served: `None` for a direct GET (random access), else the chunks
-    /// covering it, with the window ahead of it started. The lock covers bookkeeping only.
-    fn plan(&self, r: Range<u64>) -> Option<Vec<(u64, ChunkFuture)>> {
+    /// Classifies the read at `offset..end` and, for a streaming reader, widens its
+    /// window and starts the fetches ahead of it. Returns whether it is streaming. The
+    /// lock covers bookkeeping only; fetches run on their own tasks.
+    fn plan(&self, object: &ObjectVersion, offset: u64, end: u64) -> bool {
+        let bs = self.cache.block_size();
         let mut st = self.state.lock();
-        let sequential = st.last_end.is_some_and(|last| r.start + NEAR >= last && r.start <= last + NEAR);
-        st.streak = if sequential { st.streak + 1 } else { 0 };
-        st.last_end = Some(st.last_end.map_or(r.end, |last| last.max(r.end)));
-        let first = r.start / CHUNK;
-        let last = (r.end - 1) / CHUNK;
-        let covered = (first..=last).all(|i| st.chunks.contains_key(&i));
-        if st.streak == 0 && !covered {
-            st.chunks.clear();
-            return None;
-        }
-        // Behind the reader (allowing for reads arriving slightly out of order).
-        let keep_from = first.saturating_sub(1);
-        st.chunks.retain(|&i, _| i >= keep_from);
-        for i in first..=last {
-            st.chunks.entry(i).or_insert_with(|| self.spawn(i, None));
-        }
-        let window = (1u64 << st.streak.saturating_sub(1).min(4)).min(MAX_WINDOW);
-        let chunks_in_file = self.size.div_ceil(CHUNK);
-        for i in last + 1..(last + 1 + window).min(chunks_in_file) {
-            if st.chunks.contains_key(&i) {
-                continue;
+        let sequential = match st.last_end {
+            None => offset == 0,
+            Some(last) if st.window == 0 => offset >= last && offset <= last + START_GAP,
+            Some(last) => offset + NEAR >= last && offset <= last.max(st.frontier * bs) + NEAR,
+        };
+        st.last_end = Some(end);
+        if !sequential {
+            st.window = 0;
+            st.frontier = 0;
+            for fetch in st.fetches.drain(..) {
+                fetch.abort();
             }
-            match self.budget.try_take(CHUNK) {
-                Some(permit) => {
-                    let chunk = self.spawn(i, Some(permit));
-                    st.chunks.insert(i, chunk);
-                }
-                None => break, // budget spent: a smaller window, not more memory
-            }
+            return false;
         }
-        Some((first..=last).map(|i| (i, st.chunks[&i].data.clone())).collect())
+        let previous = st.window;
+        st.window = if previous == 0 { bs } else { (previous * 2).min(self.max_window.max(bs)) };
+        st.fetches.retain(|f| !f.is_finished());
+        let blocks_in_file = self.cache.blocks_in(self.size);
+        let mut from = st.frontier.max(end.div_ceil(bs));
+        let to = (end + st.window).div_ceil(bs).min(blocks_in_file);
+        let run = (PART / bs).max(1);
+        while from < to {
+            let run_end = (from + run).min(to);
+            let prefetch = self.cache.prefetch(object, from..run_end);
+            st.fetches.extend(prefetch.fetches);
+            if !prefetch.complete {
+                st.window = (previous / 2).max(bs);
+                break;
+            }
+            from = run_end;
+        }
+        st.frontier = from;
+        true
     }
 
-    fn spawn(&self, index: u64, memory: Option<OwnedSemaphorePermit>) -> Chunk {
-        let range = index * CHUNK..((index + 1) * CHUNK).min(self.size);
-        let (client, key, etag) = (self.client.clone(), self.key.clone(), self.etag.clone());
-        let task = tokio::spawn(async move { client.get_range_if(&key, range, etag.as_deref()).await });
-        let abort = task.abort_handle();
-        let data = async move {
-            match task.await {
-                Ok(result) => result,
-                Err(e) => Err(ObjectError::Protocol(format!("prefetch task ended: {e}"))),
-            }
-        }
-        .boxed()
-        .shared();
-        Chunk { data, abort, _memory: memory }
-    }
-
-    async fn fetch(&self, r: Range<u64>) -> Result<Bytes, ObjectError> {
-        match self.client.get_range_if(&self.key, r, self.etag.as_deref()).await {
-            // The object shrank since open: what was there is gone, so this is its end.
+    /// Exactly `offset..end`, straight from the store, from the version read at open.
+    async fn fetch(&self, offset: u64, end: u64) -> Result<Bytes, ObjectError> {
+        let etag = self.object.as_ref().map(|o| &*o.etag);
+        match self.cache.client().get_range_if(&self.key, offset..end, etag).await {
+            // Without an ETag to pin the version, the object may have shrunk since open:
+            // what was there is gone, so this is its end.
             Err(ObjectError::InvalidRange) => Ok(Bytes::new()),
             other => other,
+        }
+    }
+}
+
+impl Drop for Prefetcher {
+    fn drop(&mut self) {
+        for fetch in self.state.get_mut().fetches.drain(..) {
+            fetch.abort();
         }
     }
 }

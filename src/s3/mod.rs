@@ -224,6 +224,22 @@ impl ObjectClient {
     /// Like `get_range`, but only from the object version with this ETag (else
     /// `PreconditionFailed`), so bytes of two versions are never mixed.
     pub async fn get_range_if(&self, key: &str, range: Range<u64>, etag: Option<&str>) -> Result<Bytes, ObjectError> {
+        let mut body = self.get_stream(key, range, etag).await?;
+        let mut out = bytes::BytesMut::new();
+        while let Some(chunk) = body.next_chunk().await? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out.freeze())
+    }
+
+    /// Starts a GET of `range` (from the version with this ETag, when given) and returns
+    /// its body as it arrives, so a reader can use the first bytes before the last.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        etag: Option<&str>,
+    ) -> Result<ObjectBody, ObjectError> {
         let out = self
             .client
             .get_object()
@@ -233,15 +249,26 @@ impl ObjectClient {
             .set_if_match(etag.map(str::to_string))
             .send()
             .await?;
-        let request_id = out.request_id().map(str::to_string);
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| ObjectError::Protocol(format!("reading the body of {key}: {e}")))?
-            .into_bytes();
-        debug!(op = "GetObject", key, start = range.start, len = body.len(), request_id, "got");
-        Ok(body)
+        let len = range.end - range.start;
+        debug!(op = "GetObject", key, start = range.start, len, request_id = out.request_id(), "get");
+        Ok(ObjectBody { key: key.to_string(), body: out.body })
+    }
+}
+
+/// The body of a GET being received.
+pub struct ObjectBody {
+    key: String,
+    body: aws_sdk_s3::primitives::ByteStream,
+}
+
+impl ObjectBody {
+    /// The next piece of the body, `None` at its end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ObjectError> {
+        match self.body.next().await {
+            None => Ok(None),
+            Some(Ok(chunk)) => Ok(Some(chunk)),
+            Some(Err(e)) => Err(ObjectError::Protocol(format!("reading the body of {}: {e}", self.key))),
+        }
     }
 }
 

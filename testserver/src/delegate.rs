@@ -7,6 +7,9 @@ macro_rules! op_target {
     (key, $input:expr) => {
         (Some($input.bucket.as_str()), Some($input.key.as_str()))
     };
+    (get, $input:expr) => {
+        (Some($input.bucket.as_str()), Some($input.key.as_str()))
+    };
     (prefix, $input:expr) => {
         (Some($input.bucket.as_str()), $input.prefix.as_deref())
     };
@@ -16,6 +19,14 @@ macro_rules! op_target {
     (none, $input:expr) => {
         (None, None)
     };
+}
+
+/// Lets a wrapper see a GET's range: it calls `self.observe_get(&GetObjectInput)`.
+macro_rules! op_observe {
+    (get, $self:ident, $input:expr) => {
+        $self.observe_get(&$input)
+    };
+    ($other:ident, $self:ident, $input:expr) => {};
 }
 
 /// Implements `S3` for a wrapper with a field `inner: impl S3` and a method
@@ -33,7 +44,7 @@ macro_rules! delegate_s3 {
             (list_objects, "ListObjects", ListObjectsInput, ListObjectsOutput, prefix),
             (list_objects_v2, "ListObjectsV2", ListObjectsV2Input, ListObjectsV2Output, prefix),
             (head_object, "HeadObject", HeadObjectInput, HeadObjectOutput, key),
-            (get_object, "GetObject", GetObjectInput, GetObjectOutput, key),
+            (get_object, "GetObject", GetObjectInput, GetObjectOutput, get),
             (put_object, "PutObject", PutObjectInput, PutObjectOutput, key),
             (delete_object, "DeleteObject", DeleteObjectInput, DeleteObjectOutput, key),
             (delete_objects, "DeleteObjects", DeleteObjectsInput, DeleteObjectsOutput, bucket),
@@ -59,6 +70,7 @@ macro_rules! delegate_s3 {
                 ) -> ::s3s::S3Result<::s3s::S3Response<::s3s::dto::$output>> {
                     let _guard = {
                         let (bucket, key) = op_target!($target, req.input);
+                        op_observe!($target, self, req.input);
                         self.before($op, bucket, key).await?
                     };
                     self.inner.$method(req).await

@@ -32,6 +32,8 @@ impl FsStore {
         }
         Ok(())
     }
+
+    fn observe_get(&self, _input: &s3s::dto::GetObjectInput) {}
 }
 
 delegate_s3!([impl S3 for FsStore]);

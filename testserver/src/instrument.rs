@@ -11,6 +11,15 @@ use s3s::{S3Error, S3ErrorCode, S3Result, S3};
 #[derive(Debug, Default)]
 pub struct Stats {
     ops: Mutex<HashMap<&'static str, OpStats>>,
+    gets: Mutex<Vec<GetRange>>,
+}
+
+/// The byte range one GetObject asked for (`len` is `None` for "to the end" or no range).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRange {
+    pub key: String,
+    pub start: u64,
+    pub len: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,9 +42,21 @@ impl Stats {
         self.ops.lock().get(op).map_or(0, |s| s.max_in_flight)
     }
 
+    /// The ranges of the GetObject requests received, in arrival order.
+    pub fn get_ranges(&self) -> Vec<GetRange> {
+        self.gets.lock().clone()
+    }
+
+    /// Requests of `op` being handled now (a delayed request counts until answered or
+    /// until its client goes away).
+    pub fn in_flight(&self, op: &str) -> u64 {
+        self.ops.lock().get(op).map_or(0, |s| s.in_flight)
+    }
+
     /// Forgets counts, e.g. after seeding, so assertions see only the traffic under test.
     /// Requests still running keep counting towards `max_in_flight`.
     pub fn reset(&self) {
+        self.gets.lock().clear();
         for s in self.ops.lock().values_mut() {
             s.count = 0;
             s.max_in_flight = s.in_flight;
@@ -130,6 +151,14 @@ pub struct Instrumented<S> {
 impl<S: S3> Instrumented<S> {
     pub fn new(inner: S, stats: Arc<Stats>, faults: Arc<Faults>) -> Self {
         Instrumented { inner, stats, faults }
+    }
+
+    fn observe_get(&self, input: &s3s::dto::GetObjectInput) {
+        let (start, len) = match input.range {
+            Some(s3s::dto::Range::Int { first, last }) => (first, last.map(|l| l + 1 - first)),
+            Some(s3s::dto::Range::Suffix { .. }) | None => (0, None),
+        };
+        self.stats.gets.lock().push(GetRange { key: input.key.clone(), start, len });
     }
 
     async fn before(&self, op: &'static str, _bucket: Option<&str>, key: Option<&str>) -> S3Result<InFlight<'_>> {

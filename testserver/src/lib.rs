@@ -15,7 +15,7 @@ mod instrument;
 mod memory;
 
 pub use fs::FsStore;
-pub use instrument::{FaultAction, FaultRule, Faults, Instrumented, Stats};
+pub use instrument::{FaultAction, FaultRule, Faults, GetRange, Instrumented, Stats};
 pub use memory::MemoryStore;
 
 use std::future::Future;
@@ -193,7 +193,7 @@ async fn serve(listener: TcpListener, service: S3Service, shutdown: impl Future<
 /// Deterministic pseudo-random bytes (xorshift): incompressible test data whose checksums
 /// are the same on every run, so failures can be reproduced.
 pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = (seed << 1) | 1; // odd and distinct for distinct seeds (below 2^63)
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x << 13;

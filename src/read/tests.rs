@@ -1,0 +1,253 @@
+//! The read path against the in-process S3 server over HTTP: requests are counted by the
+//! server, so each test checks what was actually sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use xosfs_testserver::{pseudo_random_bytes, FaultAction, FaultRule, ServerConfig, TestServer};
+
+use super::{BlockCache, ObjectVersion, Prefetcher, PART};
+use crate::config::{ListVersion, S3Config};
+use crate::s3::{ObjectClient, ObjectError, PutOptions};
+
+const MIB: u64 = 1 << 20;
+
+struct Fixture {
+    server: TestServer,
+    client: Arc<ObjectClient>,
+}
+
+async fn fixture() -> Fixture {
+    let server = TestServer::start(ServerConfig::default()).unwrap();
+    let cfg = S3Config {
+        endpoint: server.endpoint(),
+        region: "us-east-1".into(),
+        bucket: "bucket".into(),
+        path_style: true,
+        list_version: ListVersion::V1,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(60),
+    };
+    let creds =
+        SharedCredentialsProvider::new(Credentials::new(server.access_key(), server.secret_key(), None, None, "test"));
+    let admin = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(server.endpoint())
+            .force_path_style(true)
+            .credentials_provider(creds.clone())
+            .build(),
+    );
+    admin.create_bucket().bucket("bucket").send().await.unwrap();
+    let client = Arc::new(ObjectClient::new(&cfg, creds));
+    Fixture { server, client }
+}
+
+impl Fixture {
+    /// Stores `len` pseudo-random bytes as `key`; returns them and the version to read.
+    async fn put(&self, key: &str, len: usize, seed: u64) -> (Vec<u8>, ObjectVersion) {
+        let data = pseudo_random_bytes(len, seed);
+        let etag = self.client.put_object(key, data.clone().into(), &PutOptions::default()).await.unwrap().unwrap();
+        (data, ObjectVersion { key: key.into(), etag: etag.into(), size: len as u64 })
+    }
+
+    fn gets(&self) -> u64 {
+        self.server.stats().count("GetObject")
+    }
+
+    fn reset(&self) {
+        self.server.stats().reset();
+    }
+
+    /// Waits (bounded) for a condition the server reports; false if it never held.
+    async fn eventually(&self, what: impl Fn(&TestServer) -> bool) -> bool {
+        for _ in 0..200 {
+            if what(&self.server) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_recently_used_blocks_are_evicted_within_the_budget() {
+    let f = fixture().await;
+    let block = 64 << 10;
+    let (data, object) = f.put("big", 32 * block as usize, 1).await;
+    let cache = BlockCache::new(f.client.clone(), block, 8 * block);
+    f.reset();
+    for i in 0..32 {
+        let got = cache.block(&object, i).await.unwrap();
+        assert_eq!(&got[..], &data[(i * block) as usize..((i + 1) * block) as usize]);
+        let usage = cache.usage();
+        assert!(usage.cached <= 8 * block, "cache holds {} bytes over a budget of {}", usage.cached, 8 * block);
+    }
+    assert_eq!(f.gets(), 32);
+    assert_eq!(cache.usage().blocks, 8);
+    // The newest blocks are still there; the oldest were evicted and cost a GET again.
+    cache.block(&object, 31).await.unwrap();
+    assert_eq!(f.gets(), 32);
+    cache.block(&object, 0).await.unwrap();
+    assert_eq!(f.gets(), 33);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_object_is_never_served_from_old_blocks() {
+    let f = fixture().await;
+    let (old_data, old) = f.put("video.mp4", 3 * MIB as usize, 2).await;
+    let cache = BlockCache::new(f.client.clone(), MIB, 64 * MIB);
+    assert_eq!(&cache.block(&old, 1).await.unwrap()[..], &old_data[MIB as usize..2 * MIB as usize]);
+    let (new_data, new) = f.put("video.mp4", 3 * MIB as usize, 3).await;
+    assert_ne!(old.etag, new.etag);
+    f.reset();
+    // The new version (seen by the next open) is fetched, not answered from the old blocks.
+    assert_eq!(&cache.block(&new, 1).await.unwrap()[..], &new_data[MIB as usize..2 * MIB as usize]);
+    assert_eq!(f.gets(), 1);
+    // A block of the old version that was never cached cannot be fetched any more: the
+    // GET is pinned to the old ETag, so bytes of the two versions are never mixed.
+    match cache.block(&old, 2).await {
+        Err(ObjectError::PreconditionFailed) => {}
+        other => panic!("expected PreconditionFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_readers_of_one_block_share_one_get() {
+    let f = fixture().await;
+    let (data, object) = f.put("shared", 2 * MIB as usize, 4).await;
+    let cache = BlockCache::new(f.client.clone(), MIB, 64 * MIB);
+    f.server.faults().add(FaultRule {
+        op: "GetObject".into(),
+        key_contains: Some("shared".into()),
+        action: FaultAction::Delay(Duration::from_millis(500)),
+        remaining: Some(1),
+    });
+    f.reset();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let (cache, object) = (cache.clone(), object.clone());
+            tokio::spawn(async move { cache.block(&object, 0).await.unwrap() })
+        })
+        .collect();
+    for reader in readers {
+        assert_eq!(&reader.await.unwrap()[..], &data[..MIB as usize]);
+    }
+    assert_eq!(f.gets(), 1);
+    assert_eq!(cache.usage().pending, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_reader_starts_small_and_widens_its_window() {
+    let f = fixture().await;
+    let size = 64 * MIB as usize;
+    let (data, _) = f.put("stream", size, 5).await;
+    let etag = f.client.head_object("stream").await.unwrap().etag;
+    let cache = BlockCache::new(f.client.clone(), MIB, 512 * MIB);
+    let reader = Prefetcher::new(cache.clone(), "stream", size as u64, etag.as_deref(), 32 * MIB);
+    f.reset();
+    let mut windows = Vec::new();
+    let mut offset = 0;
+    while offset < size {
+        let got = reader.read(offset as u64, 128 << 10).await.unwrap();
+        assert_eq!(&got[..], &data[offset..offset + got.len()]);
+        offset += got.len();
+        windows.push(reader.window());
+    }
+    let gets = f.server.stats().get_ranges();
+    // The GET of the first bytes is one block (time to first byte), later ones grow to a part.
+    let first = gets.iter().find(|g| g.start == 0).expect("a GET from offset 0");
+    assert_eq!(first.len, Some(MIB));
+    assert!(gets.iter().any(|g| g.len == Some(PART)), "no part-sized GET: {gets:?}");
+    assert!(gets.iter().all(|g| g.len.is_some_and(|l| l <= PART)));
+    // Every byte was fetched exactly once.
+    let mut covered: Vec<(u64, u64)> = gets.iter().map(|g| (g.start, g.start + g.len.unwrap())).collect();
+    covered.sort();
+    assert!(covered.windows(2).all(|w| w[0].1 == w[1].0), "gaps or overlaps: {covered:?}");
+    assert_eq!(covered.last().unwrap().1, size as u64);
+    // The window doubled from one block up to the limit and never beyond.
+    assert_eq!(windows[0], MIB);
+    assert!(windows.windows(2).all(|w| w[1] >= w[0]));
+    assert_eq!(*windows.last().unwrap(), 32 * MIB);
+    // Several GETs were in flight at once.
+    assert!(f.server.stats().max_in_flight("GetObject") >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_shrink_when_the_budget_is_spent() {
+    let f = fixture().await;
+    let size = 48 * MIB as usize;
+    let (a_data, a) = f.put("a", size, 6).await;
+    let (b_data, b) = f.put("b", size, 7).await;
+    // 16 MiB of cache: at most 8 MiB reserved for read-ahead, shared by both readers,
+    // each of which would like 32 MiB.
+    let cache = BlockCache::new(f.client.clone(), MIB, 16 * MIB);
+    let ra = Prefetcher::new(cache.clone(), "a", size as u64, Some(&a.etag), 32 * MIB);
+    let rb = Prefetcher::new(cache.clone(), "b", size as u64, Some(&b.etag), 32 * MIB);
+    let mut shrank = false;
+    let mut offset = 0;
+    while offset < size {
+        for (reader, data) in [(&ra, &a_data), (&rb, &b_data)] {
+            let before = reader.window();
+            let got = reader.read(offset as u64, 256 << 10).await.unwrap();
+            assert_eq!(&got[..], &data[offset..offset + got.len()]);
+            shrank |= reader.window() < before;
+            let usage = cache.usage();
+            assert!(usage.reserved <= 8 * MIB, "{} bytes reserved", usage.reserved);
+            assert!(usage.cached + usage.reserved <= 16 * MIB + MIB, "{usage:?}");
+        }
+        offset += 256 << 10;
+    }
+    assert!(shrank, "no window shrank under a spent budget");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_reads_fetch_what_they_ask_and_no_more() {
+    let f = fixture().await;
+    let size = 32 * MIB;
+    let (data, object) = f.put("index", size as usize, 8).await;
+    let cache = BlockCache::new(f.client.clone(), MIB, 512 * MIB);
+    let reader = Prefetcher::new(cache.clone(), "index", size, Some(&object.etag), 128 * MIB);
+    f.reset();
+    let offsets = [20 * MIB + 4096, 3 * MIB, 31 * MIB + 100, 9 * MIB, 17 * MIB + 65536, MIB + 7];
+    for &offset in &offsets {
+        let got = reader.read(offset, 65536).await.unwrap();
+        assert_eq!(&got[..], &data[offset as usize..offset as usize + 65536]);
+        assert_eq!(reader.window(), 0);
+    }
+    let gets = f.server.stats().get_ranges();
+    assert_eq!(gets.len(), offsets.len());
+    assert!(gets.iter().all(|g| g.len == Some(65536)), "{gets:?}");
+    assert_eq!(cache.usage().reserved, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_reader_cancels_its_fetches() {
+    let f = fixture().await;
+    let size = 64 * MIB;
+    let (_, object) = f.put("movie", size as usize, 9).await;
+    let cache = BlockCache::new(f.client.clone(), MIB, 512 * MIB);
+    let reader = Prefetcher::new(cache.clone(), "movie", size, Some(&object.etag), 128 * MIB);
+    reader.read(0, 4096).await.unwrap();
+    // From now on the store takes a minute per GET: only cancellation ends them sooner.
+    f.server.faults().add(FaultRule {
+        op: "GetObject".into(),
+        key_contains: Some("movie".into()),
+        action: FaultAction::Delay(Duration::from_secs(60)),
+        remaining: None,
+    });
+    // Sequential reads within the cached first block widen the window and start GETs.
+    for offset in (4096..512 << 10).step_by(128 << 10) {
+        reader.read(offset, 4096).await.unwrap();
+    }
+    assert!(f.eventually(|s| s.stats().in_flight("GetObject") >= 1).await, "no read-ahead GET started");
+    assert!(cache.usage().reserved > 0);
+    drop(reader);
+    assert!(f.eventually(|s| s.stats().in_flight("GetObject") == 0).await, "GETs still running after the drop");
+    assert_eq!(cache.usage().reserved, 0);
+    assert_eq!(cache.usage().pending, 0);
+}
