@@ -1,29 +1,52 @@
 //! The command line: clap definitions, and the `-o a,b=c` option list folded into the same
 //! flags so that both spellings reach one parser and one set of checks.
+//!
+//! `xosfs BUCKET MOUNTPOINT` mounts; `xosfs cleanup` and `xosfs completions` are
+//! subcommands. A bucket literally named like a subcommand is mounted as `cleanup:/`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser};
+use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 
-/// Mount a CTYun XOS (or any S3-compatible) bucket as a directory.
-#[derive(Debug, Parser)]
-#[command(
-    name = "xosfs",
-    version,
-    args_override_self = true,
-    after_help = "Every option may also be given as -o NAME[=VALUE] with _ for - \
-                  (-o endpoint=https://…,path_style,read_only), as in fstab."
-)]
-pub struct Cli {
-    /// The bucket, optionally with a prefix to mount instead of the whole bucket.
-    #[arg(value_name = "BUCKET[:/PREFIX]")]
-    pub bucket: String,
+/// The whole command line: the mount's arguments and options, or a subcommand. Built by
+/// hand because a mount's BUCKET and MOUNTPOINT are required only without a subcommand.
+pub fn command() -> clap::Command {
+    let cmd = clap::Command::new("xosfs")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Mount a CTYun XOS (or any S3-compatible) bucket as a directory")
+        .args_override_self(true)
+        .args_conflicts_with_subcommands(true)
+        .subcommand_negates_reqs(true)
+        .after_help(
+            "Every option may also be given as -o NAME[=VALUE] with _ for - \
+             (-o endpoint=https://…,path_style,read_only), as in fstab.",
+        );
+    Command::augment_subcommands(MountArgs::augment_args(cmd))
+}
 
-    /// The directory to mount on; it must exist and not be a mount point already.
-    #[arg(value_name = "MOUNTPOINT")]
-    pub mountpoint: PathBuf,
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Abort unfinished multipart uploads started more than --older-than ago.
+    Cleanup(Box<CleanupArgs>),
+    /// Print a completion script for SHELL on stdout.
+    Completions {
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+}
 
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Mount(Box<MountArgs>),
+    Cleanup(Box<CleanupArgs>),
+    Completions(clap_complete::Shell),
+}
+
+/// How to reach the bucket and with which keys: the same for a mount and for `cleanup`.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
     /// Endpoint URL of the service, with its scheme (e.g. https://xos.example.com).
     #[arg(long, value_name = "URL", env = "XOSFS_ENDPOINT")]
     pub endpoint: Option<String>,
@@ -35,6 +58,79 @@ pub struct Cli {
     /// Address the bucket in the path (http://host/bucket/key) instead of the host name.
     #[arg(long)]
     pub path_style: bool,
+
+    /// Seconds to wait for a connection to the endpoint.
+    #[arg(long, value_name = "SECONDS", default_value = "60")]
+    pub connect_timeout: u64,
+
+    /// Seconds to wait for data on an open connection.
+    #[arg(long, value_name = "SECONDS", default_value = "60")]
+    pub read_timeout: u64,
+
+    /// Credentials file in s3fs's format: lines of ACCESS_KEY:SECRET_KEY or
+    /// BUCKET:ACCESS_KEY:SECRET_KEY; it must not be readable by group or others.
+    /// Without it: $XOSFS_PASSWD_FILE, ~/.passwd-xosfs, /etc/passwd-xosfs, then the AWS
+    /// environment variables and shared profile files.
+    #[arg(long, value_name = "FILE")]
+    pub passwd_file: Option<PathBuf>,
+
+    /// Assume this role with STS AssumeRole and use its temporary credentials, renewed
+    /// before they expire; the keys found as usual sign the AssumeRole call.
+    #[arg(long, value_name = "ARN")]
+    pub role_arn: Option<String>,
+
+    /// URL of the STS service [default: the --endpoint URL].
+    #[arg(long, value_name = "URL", requires = "role_arn")]
+    pub sts_endpoint: Option<String>,
+
+    /// Session name sent with AssumeRole (2 to 64 characters).
+    #[arg(long, value_name = "NAME", default_value = "xosfs")]
+    pub role_session_name: String,
+
+    /// Lifetime asked for each set of temporary credentials (900 to 43200).
+    #[arg(long, value_name = "SECONDS", default_value = "3600",
+          value_parser = clap::value_parser!(u32).range(900..=43200))]
+    pub role_duration: u32,
+
+    /// Session policy (JSON) sent with AssumeRole; the session may do only what both the
+    /// role and this policy allow.
+    #[arg(long, value_name = "JSON", requires = "role_arn")]
+    pub role_policy: Option<String>,
+}
+
+/// `xosfs cleanup`: what to clean and how to reach it.
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    /// The bucket, optionally with a prefix: only uploads of keys below it are considered.
+    #[arg(value_name = "BUCKET[:/PREFIX]")]
+    pub bucket: String,
+
+    /// Abort only uploads started longer ago than this: a number with s, m, h or d
+    /// (30m, 24h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub older_than: String,
+
+    /// List the uploads that would be aborted, and abort none.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// Mounting: `xosfs [OPTIONS] BUCKET[:/PREFIX] MOUNTPOINT`.
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    /// The bucket, optionally with a prefix to mount instead of the whole bucket.
+    #[arg(value_name = "BUCKET[:/PREFIX]", required = true)]
+    pub bucket: String,
+
+    /// The directory to mount on; it must exist and not be a mount point already.
+    #[arg(value_name = "MOUNTPOINT", required = true)]
+    pub mountpoint: PathBuf,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 
     /// ListObjects version: 1 (Marker paging, what XOS documents) or 2 (continuation tokens).
     #[arg(long, value_name = "1|2", default_value = "1", value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -72,24 +168,31 @@ pub struct Cli {
     #[arg(long, value_name = "OCTAL", default_value = "0755")]
     pub dir_mode: String,
 
-    /// Seconds to wait for a connection to the endpoint.
-    #[arg(long, value_name = "SECONDS", default_value = "60")]
-    pub connect_timeout: u64,
-
-    /// Seconds to wait for data on an open connection.
-    #[arg(long, value_name = "SECONDS", default_value = "60")]
-    pub read_timeout: u64,
-
-    /// Credentials file in s3fs's format: lines of ACCESS_KEY:SECRET_KEY or
-    /// BUCKET:ACCESS_KEY:SECRET_KEY; it must not be readable by group or others.
-    /// Without it the AWS environment variables and shared profile files are used.
-    #[arg(long, value_name = "FILE")]
-    pub passwd_file: Option<PathBuf>,
-
-    /// Seconds that attributes, names and listings are trusted before the store is asked
+    /// Seconds that attributes and directory listings are trusted before the store is asked
     /// again (also the kernel's cache time); changes by other clients show after this.
     #[arg(long, value_name = "SECONDS", default_value = "1")]
     pub attr_ttl: f64,
+
+    /// Seconds that names found in a directory are trusted by the kernel before it looks
+    /// them up again [default: the --attr-ttl value].
+    #[arg(long, value_name = "SECONDS")]
+    pub entry_ttl: Option<f64>,
+
+    /// Seconds that "no such file" is remembered, so repeated probes for missing names
+    /// (.hidden, desktop.ini, thumbnails) cost no requests; creating the name through this
+    /// mount ends it at once.
+    #[arg(long, value_name = "SECONDS", default_value = "5")]
+    pub negative_ttl: f64,
+
+    /// Permission bits (octal) removed from the mode of every file and directory, as s3fs's
+    /// umask (e.g. 0022) [default: none].
+    #[arg(long, value_name = "OCTAL")]
+    pub umask: Option<String>,
+
+    /// Mode of the mount point itself is 0777 without these bits (octal), as s3fs's mp_umask
+    /// [default: like any other directory].
+    #[arg(long, value_name = "OCTAL")]
+    pub mp_umask: Option<String>,
 
     /// Size of the blocks reads are cached in (4K to 64M). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "1M")]
@@ -123,7 +226,8 @@ pub struct Cli {
     pub copy_threshold: String,
 
     /// Directory for staging files of files being written [default: $XDG_CACHE_HOME/xosfs,
-    /// else ~/.cache/xosfs]. Needs room for the files open for writing.
+    /// else ~/.cache/xosfs, else (root without HOME, as at boot) /var/cache/xosfs]. Needs
+    /// room for the files open for writing.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
@@ -140,7 +244,8 @@ pub struct Cli {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Append logs to this file (a daemon otherwise discards them; --foreground logs to stderr).
+    /// Append logs to this file (else a daemon logs to syslog, facility daemon, and
+    /// --foreground to stderr).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
@@ -217,12 +322,12 @@ pub fn helper_args(args: Vec<OsString>) -> (Vec<OsString>, HelperFlags) {
     (out, flags)
 }
 
-/// Parses argv, with every `-o` item turned into the long flag it names.
-pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
-    let first = Cli::try_parse_from(&args)?;
-    if first.options.is_empty() {
-        return Ok(first);
-    }
+/// Parses argv, with every `-o` item of a mount turned into the long flag it names.
+pub fn parse(args: Vec<OsString>) -> Result<Invocation, clap::Error> {
+    let first = match invocation(command().try_get_matches_from(&args)?)? {
+        Invocation::Mount(m) if !m.options.is_empty() => m,
+        other => return Ok(other),
+    };
     let mut expanded: Vec<OsString> = args[..1].to_vec();
     for item in first.options.iter().flat_map(|o| o.split(',')).filter(|s| !s.is_empty()) {
         if let Some(flag) = option_to_flag(item)? {
@@ -231,9 +336,23 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
     }
     // Explicit flags come last so that they win over -o, as users expect.
     expanded.extend(args.into_iter().skip(1));
-    let mut cli = Cli::try_parse_from(expanded)?;
-    cli.options.clear();
-    Ok(cli)
+    match invocation(command().try_get_matches_from(expanded)?)? {
+        Invocation::Mount(mut m) => {
+            m.options.clear();
+            Ok(Invocation::Mount(m))
+        }
+        other => Ok(other),
+    }
+}
+
+fn invocation(matches: ArgMatches) -> Result<Invocation, clap::Error> {
+    if matches.subcommand().is_none() {
+        return Ok(Invocation::Mount(Box::new(MountArgs::from_arg_matches(&matches)?)));
+    }
+    Ok(match Command::from_arg_matches(&matches)? {
+        Command::Cleanup(args) => Invocation::Cleanup(args),
+        Command::Completions { shell } => Invocation::Completions(shell),
+    })
 }
 
 /// `name=value` -> `--name=value`, checking that the option exists and whether it takes a value.
@@ -247,7 +366,7 @@ fn option_to_flag(item: &str) -> Result<Option<String>, clap::Error> {
     }
     let name = OPTION_ALIASES.iter().find(|(a, _)| *a == name).map_or(name, |(_, n)| n);
     let long = name.replace('_', "-");
-    let cmd = Cli::command();
+    let cmd = command();
     let arg = cmd
         .get_arguments()
         .find(|a| a.get_long() == Some(long.as_str()) && long != "help" && long != "version")
@@ -262,7 +381,7 @@ fn option_to_flag(item: &str) -> Result<Option<String>, clap::Error> {
 }
 
 fn invalid(msg: String) -> clap::Error {
-    Cli::command().error(clap::error::ErrorKind::InvalidValue, msg)
+    command().error(clap::error::ErrorKind::InvalidValue, msg)
 }
 
 #[cfg(test)]
@@ -273,19 +392,60 @@ mod tests {
         s.split_whitespace().map(OsString::from).collect()
     }
 
+    fn mount(s: &str) -> MountArgs {
+        match parse(argv(s)).unwrap() {
+            Invocation::Mount(m) => *m,
+            other => panic!("expected a mount, got {other:?}"),
+        }
+    }
+
     #[test]
     fn dash_o_sets_the_same_fields_as_flags() {
-        let cli = parse(argv("xosfs b /mnt -o endpoint=http://h:1,path_style,ro,uid=7,_netdev")).unwrap();
-        assert_eq!(cli.endpoint.as_deref(), Some("http://h:1"));
-        assert!(cli.path_style && cli.read_only);
+        let cli = mount("xosfs b /mnt -o endpoint=http://h:1,path_style,ro,uid=7,_netdev");
+        assert_eq!(cli.connection.endpoint.as_deref(), Some("http://h:1"));
+        assert!(cli.connection.path_style && cli.read_only);
         assert_eq!(cli.uid, Some(7));
     }
 
     #[test]
     fn s3fs_aliases_are_accepted() {
-        let cli = parse(argv("xosfs b /mnt -o url=http://h:1,use_path_request_style")).unwrap();
-        assert_eq!(cli.endpoint.as_deref(), Some("http://h:1"));
-        assert!(cli.path_style);
+        let cli = mount("xosfs b /mnt -o url=http://h:1,use_path_request_style");
+        assert_eq!(cli.connection.endpoint.as_deref(), Some("http://h:1"));
+        assert!(cli.connection.path_style);
+    }
+
+    #[test]
+    fn s3fs_umask_names_set_the_umask_flags() {
+        let cli = mount("xosfs b /mnt -o umask=0022,mp_umask=0077");
+        assert_eq!(cli.umask.as_deref(), Some("0022"));
+        assert_eq!(cli.mp_umask.as_deref(), Some("0077"));
+    }
+
+    #[test]
+    fn subcommands_and_a_bucket_named_like_one() {
+        let Invocation::Cleanup(c) =
+            parse(argv("xosfs cleanup b:/p --older-than 7d --dry-run --endpoint http://h:1 --passwd-file f")).unwrap()
+        else {
+            panic!("expected cleanup")
+        };
+        assert_eq!((c.bucket.as_str(), c.older_than.as_str(), c.dry_run), ("b:/p", "7d", true));
+        assert_eq!(c.connection.endpoint.as_deref(), Some("http://h:1"));
+        assert!(matches!(
+            parse(argv("xosfs completions zsh")).unwrap(),
+            Invocation::Completions(clap_complete::Shell::Zsh)
+        ));
+        assert_eq!(mount("xosfs cleanup:/ /mnt").bucket, "cleanup:/");
+        assert!(parse(argv("xosfs completions tcsh")).is_err());
+        assert!(parse(argv("xosfs b")).is_err());
+    }
+
+    #[test]
+    fn role_options_need_a_role() {
+        let cli = mount("xosfs b /mnt --role-arn arn:aws:iam::role/r --role-policy {}");
+        assert_eq!(cli.connection.role_arn.as_deref(), Some("arn:aws:iam::role/r"));
+        assert_eq!((cli.connection.role_session_name.as_str(), cli.connection.role_duration), ("xosfs", 3600));
+        assert!(parse(argv("xosfs b /mnt --role-policy {}")).is_err());
+        assert!(parse(argv("xosfs b /mnt --role-arn a --role-duration 60")).is_err());
     }
 
     #[test]
@@ -300,8 +460,8 @@ mod tests {
 
     #[test]
     fn explicit_flags_win_over_dash_o() {
-        let cli = parse(argv("xosfs b /mnt -o region=a --region b")).unwrap();
-        assert_eq!(cli.region, "b");
+        let cli = mount("xosfs b /mnt -o region=a --region b");
+        assert_eq!(cli.connection.region, "b");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! One validated configuration. Everything a user can get wrong on the command line is
 //! checked here, before any network request or mount, with a message naming the cause.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::Cli;
+use crate::cli::{CleanupArgs, ConnectionArgs, MountArgs};
+use crate::credentials::{CredentialsConfig, RoleConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -32,8 +34,8 @@ pub enum ConfigError {
     BlockSize(String),
     #[error("--cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
     CacheSize { cache: String, block: String },
-    #[error("--attr-ttl {0} is not a number of seconds (0 or more)")]
-    Ttl(f64),
+    #[error("{option} {value} is not a number of seconds (0 or more)")]
+    Ttl { option: &'static str, value: f64 },
     #[error("--copy-threshold must be between 5M and 5G (got {0})")]
     CopyThreshold(String),
     #[error("--write-buffer ({buffer}) must hold at least one part (--part-size {part})")]
@@ -42,6 +44,12 @@ pub enum ConfigError {
     Acl(String),
     #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
     NoCacheDir,
+    #[error("--role-session-name '{0}' must be 2 to 64 letters, digits or +=,.@_-")]
+    RoleSessionName(String),
+    #[error("--role-policy must be 1 to 2048 characters (got {0})")]
+    RolePolicy(usize),
+    #[error("{option} '{value}' is not a duration (a number with s, m, h or d, e.g. 30m, 24h, 7d)")]
+    Duration { option: &'static str, value: String },
 }
 
 const CANNED_ACLS: &[&str] = &[
@@ -52,6 +60,10 @@ const CANNED_ACLS: &[&str] = &[
     "bucket-owner-read",
     "bucket-owner-full-control",
 ];
+
+fn parse_ttl(option: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    Duration::try_from_secs_f64(value).map_err(|_| ConfigError::Ttl { option, value })
+}
 
 /// How files are read.
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +122,14 @@ pub struct FsConfig {
     pub dir_mode: u16,
     /// How long attributes and listings are trusted before asking the store again.
     pub metadata_ttl: Duration,
+    /// How long the kernel trusts a name it looked up.
+    pub entry_ttl: Duration,
+    /// How long a name found missing is answered "no such file" without asking.
+    pub negative_ttl: Duration,
+    /// Bits removed from every mode shown.
+    pub umask: u16,
+    /// The mount point's own permission bits, when set apart from other directories.
+    pub root_mode: Option<u16>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,7 +139,7 @@ pub struct Config {
     pub read: ReadSettings,
     pub write: WriteSettings,
     pub mountpoint: PathBuf,
-    pub passwd_file: Option<PathBuf>,
+    pub credentials: CredentialsConfig,
     pub foreground: bool,
     /// Who besides the mounting user may use the mount.
     pub access: Access,
@@ -127,23 +147,105 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
 }
 
+/// `xosfs cleanup`: which uploads to abort, and how to reach them.
+#[derive(Debug, Clone)]
+pub struct CleanupConfig {
+    pub s3: S3Config,
+    pub credentials: CredentialsConfig,
+    /// "" for the whole bucket, else "a/b/".
+    pub prefix: String,
+    pub older_than: Duration,
+    /// --older-than as the user wrote it, for the summary.
+    pub older_than_text: String,
+    pub dry_run: bool,
+}
+
+impl CleanupConfig {
+    pub fn from_args(args: CleanupArgs) -> Result<CleanupConfig, ConfigError> {
+        let (bucket, prefix) = parse_bucket_spec(&args.bucket)?;
+        let older_than = parse_duration("--older-than", &args.older_than)?;
+        // Listing objects is not part of cleanup; the version only matters to a mount.
+        let (s3, credentials) = connection(args.connection, bucket, ListVersion::V1)?;
+        Ok(CleanupConfig {
+            s3,
+            credentials,
+            prefix,
+            older_than,
+            older_than_text: args.older_than,
+            dry_run: args.dry_run,
+        })
+    }
+}
+
+/// The validated connection and credential settings shared by a mount and `cleanup`.
+fn connection(
+    conn: ConnectionArgs,
+    bucket: String,
+    list_version: ListVersion,
+) -> Result<(S3Config, CredentialsConfig), ConfigError> {
+    let endpoint = validate_endpoint(conn.endpoint.as_deref())?;
+    if conn.connect_timeout == 0 {
+        return Err(ConfigError::ZeroTimeout("--connect-timeout"));
+    }
+    if conn.read_timeout == 0 {
+        return Err(ConfigError::ZeroTimeout("--read-timeout"));
+    }
+    let role = match conn.role_arn {
+        None => None,
+        Some(arn) => {
+            let sts_endpoint = match conn.sts_endpoint.as_deref() {
+                Some(url) => validate_endpoint(Some(url))?,
+                None => endpoint.clone(),
+            };
+            let name = &conn.role_session_name;
+            let name_ok = (2..=64).contains(&name.len())
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || b"+=,.@_-".contains(&c));
+            if !name_ok {
+                return Err(ConfigError::RoleSessionName(conn.role_session_name));
+            }
+            if let Some(policy) = &conn.role_policy {
+                let len = policy.chars().count();
+                if !(1..=2048).contains(&len) {
+                    return Err(ConfigError::RolePolicy(len));
+                }
+            }
+            Some(RoleConfig {
+                arn,
+                sts_endpoint,
+                session_name: conn.role_session_name,
+                duration: Duration::from_secs(u64::from(conn.role_duration)),
+                policy: conn.role_policy,
+            })
+        }
+    };
+    let s3 = S3Config {
+        endpoint,
+        region: conn.region,
+        bucket,
+        path_style: conn.path_style,
+        list_version,
+        connect_timeout: Duration::from_secs(conn.connect_timeout),
+        read_timeout: Duration::from_secs(conn.read_timeout),
+    };
+    Ok((s3, CredentialsConfig { passwd_file: conn.passwd_file, role }))
+}
+
 impl Config {
-    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
-        let endpoint = validate_endpoint(cli.endpoint.as_deref())?;
+    pub fn from_cli(cli: MountArgs) -> Result<Config, ConfigError> {
         let (bucket, prefix) = parse_bucket_spec(&cli.bucket)?;
+        let list_version = if cli.list_version == 2 { ListVersion::V2 } else { ListVersion::V1 };
+        let (s3, credentials) = connection(cli.connection, bucket, list_version)?;
         let file_mode = parse_mode("--file-mode", &cli.file_mode)?;
         let dir_mode = parse_mode("--dir-mode", &cli.dir_mode)?;
         let log_level = cli.log_level.to_ascii_lowercase();
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             return Err(ConfigError::LogLevel(cli.log_level));
         }
-        if cli.connect_timeout == 0 {
-            return Err(ConfigError::ZeroTimeout("--connect-timeout"));
-        }
-        if cli.read_timeout == 0 {
-            return Err(ConfigError::ZeroTimeout("--read-timeout"));
-        }
-        let metadata_ttl = Duration::try_from_secs_f64(cli.attr_ttl).map_err(|_| ConfigError::Ttl(cli.attr_ttl))?;
+        let metadata_ttl = parse_ttl("--attr-ttl", cli.attr_ttl)?;
+        let entry_ttl = parse_ttl("--entry-ttl", cli.entry_ttl.unwrap_or(cli.attr_ttl))?;
+        let negative_ttl = parse_ttl("--negative-ttl", cli.negative_ttl)?;
+        let umask = cli.umask.as_deref().map(|m| parse_mode("--umask", m)).transpose()?.unwrap_or(0);
+        let root_mode = cli.mp_umask.as_deref().map(|m| parse_mode("--mp-umask", m)).transpose()?.map(|m| 0o777 & !m);
         let part_size = parse_size("--part-size", &cli.part_size)?;
         if !(5 << 20..=5 << 30).contains(&part_size) {
             return Err(ConfigError::PartSize(cli.part_size));
@@ -170,22 +272,15 @@ impl Config {
                 return Err(ConfigError::Acl(acl.clone()));
             }
         }
-        let cache_dir = match cli.cache_dir {
-            Some(dir) => dir,
-            None => default_cache_dir().ok_or(ConfigError::NoCacheDir)?,
-        };
         // SAFETY: geteuid/getegid cannot fail and touch no memory.
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let cache_dir = match cli.cache_dir {
+            Some(dir) => dir,
+            None => default_cache_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"), euid == 0)
+                .ok_or(ConfigError::NoCacheDir)?,
+        };
         Ok(Config {
-            s3: S3Config {
-                endpoint,
-                region: cli.region,
-                bucket,
-                path_style: cli.path_style,
-                list_version: if cli.list_version == 2 { ListVersion::V2 } else { ListVersion::V1 },
-                connect_timeout: Duration::from_secs(cli.connect_timeout),
-                read_timeout: Duration::from_secs(cli.read_timeout),
-            },
+            s3,
             fs: FsConfig {
                 prefix,
                 read_only: cli.read_only,
@@ -194,6 +289,10 @@ impl Config {
                 file_mode,
                 dir_mode,
                 metadata_ttl,
+                entry_ttl,
+                negative_ttl,
+                umask,
+                root_mode,
             },
             read: ReadSettings { block_size, cache_size, max_prefetch },
             write: WriteSettings {
@@ -206,7 +305,7 @@ impl Config {
                 storage_class: cli.storage_class,
             },
             mountpoint: cli.mountpoint,
-            passwd_file: cli.passwd_file,
+            credentials,
             foreground: cli.foreground,
             access: if cli.allow_other {
                 Access::Everyone
@@ -262,11 +361,29 @@ fn parse_bucket_spec(spec: &str) -> Result<(String, String), ConfigError> {
     Ok((bucket.to_string(), format!("{trimmed}/")))
 }
 
-/// `$XDG_CACHE_HOME/xosfs`, else `~/.cache/xosfs`.
-fn default_cache_dir() -> Option<PathBuf> {
-    let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
-    xdg.or(home).map(|d| d.join("xosfs"))
+/// `$XDG_CACHE_HOME/xosfs`, else `~/.cache/xosfs`, else for root `/var/cache/xosfs`: a mount
+/// from fstab at boot runs as root with neither variable set.
+fn default_cache_dir(xdg_cache_home: Option<OsString>, home: Option<OsString>, root: bool) -> Option<PathBuf> {
+    let xdg = xdg_cache_home.filter(|v| !v.is_empty()).map(PathBuf::from);
+    let home = home.filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache"));
+    let system = root.then(|| PathBuf::from("/var/cache"));
+    xdg.or(home).or(system).map(|d| d.join("xosfs"))
+}
+
+/// A number of seconds, minutes, hours or days: `90s`, `30m`, `24h`, `7d`.
+pub fn parse_duration(option: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let err = || ConfigError::Duration { option, value: value.to_string() };
+    let v = value.trim();
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+    let num: u64 = num.parse().map_err(|_| err())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(err()),
+    };
+    num.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(err)
 }
 
 /// Bytes, with an optional K, M, G or T suffix (powers of 1024; `MiB`/`MB` spellings too).
@@ -325,6 +442,28 @@ mod tests {
         assert_eq!(parse_size("x", "65536").unwrap(), 65536);
         assert!(parse_size("x", "8X").is_err());
         assert!(parse_size("x", "M").is_err());
+    }
+
+    #[test]
+    fn cache_dir_falls_back_to_var_cache_for_root_only() {
+        let dir = |xdg: Option<&str>, home: Option<&str>, root| {
+            default_cache_dir(xdg.map(OsString::from), home.map(OsString::from), root)
+        };
+        assert_eq!(dir(Some("/x"), Some("/h"), true), Some(PathBuf::from("/x/xosfs")));
+        assert_eq!(dir(Some(""), Some("/h"), false), Some(PathBuf::from("/h/.cache/xosfs")));
+        assert_eq!(dir(None, None, true), Some(PathBuf::from("/var/cache/xosfs")));
+        assert_eq!(dir(None, None, false), None);
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration("x", "24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("x", "7d").unwrap(), Duration::from_secs(7 * 86400));
+        assert_eq!(parse_duration("x", "30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("x", "0s").unwrap(), Duration::ZERO);
+        for bad in ["24", "h", "1w", "-1h", "1.5h", ""] {
+            assert!(parse_duration("x", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -89,3 +89,61 @@ pub fn detach_stdio() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Where a daemon without --log-file logs: syslog(3), facility daemon, ident `xosfs`, one
+/// message per event at the event's severity.
+#[derive(Debug, Clone, Copy)]
+pub struct Syslog;
+
+impl Syslog {
+    pub fn open() -> Syslog {
+        // SAFETY: openlog keeps the ident pointer, so it must live forever: a static C string.
+        unsafe { libc::openlog(c"xosfs".as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+        Syslog
+    }
+}
+
+/// One event being formatted; it goes to syslog as one message when dropped.
+pub struct SyslogMessage {
+    priority: libc::c_int,
+    text: Vec<u8>,
+}
+
+impl Write for SyslogMessage {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for SyslogMessage {
+    fn drop(&mut self) {
+        let text: Vec<u8> = self.text.iter().copied().filter(|&b| b != 0).collect();
+        let text = String::from_utf8_lossy(&text);
+        let Ok(message) = std::ffi::CString::new(text.trim_end()) else { return };
+        // SAFETY: a "%s" format with one NUL-terminated string argument.
+        unsafe { libc::syslog(self.priority, c"%s".as_ptr(), message.as_ptr()) };
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Syslog {
+    type Writer = SyslogMessage;
+
+    fn make_writer(&'a self) -> SyslogMessage {
+        SyslogMessage { priority: libc::LOG_INFO, text: Vec::new() }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> SyslogMessage {
+        let priority = match *meta.level() {
+            tracing::Level::ERROR => libc::LOG_ERR,
+            tracing::Level::WARN => libc::LOG_WARNING,
+            tracing::Level::INFO => libc::LOG_INFO,
+            _ => libc::LOG_DEBUG,
+        };
+        SyslogMessage { priority, text: Vec::new() }
+    }
+}

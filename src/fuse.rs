@@ -4,13 +4,15 @@
 
 use std::ffi::OsStr;
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, warn, Instrument};
@@ -23,19 +25,44 @@ const MAX_WRITE: u32 = 1 << 20;
 pub struct FuseAdapter {
     fs: Arc<Fs>,
     rt: Handle,
-    ttl: Duration,
+    ttl: Ttls,
+}
+
+/// How long the kernel may trust what we tell it.
+#[derive(Debug, Clone, Copy)]
+struct Ttls {
+    attr: Duration,
+    entry: Duration,
+    negative: Duration,
+}
+
+impl Ttls {
+    /// A lookup's answer: the entry, or "no such name" remembered by the kernel for the
+    /// negative TTL (an entry with inode 0), so repeated probes do not even reach us.
+    fn reply_lookup(&self, reply: ReplyEntry, result: Result<Attr, FsError>) {
+        match result {
+            Ok(attr) => reply.entry_with_ttls(&self.attr, &self.entry, &file_attr(&attr), Generation(0)),
+            Err(FsError::NotFound) if !self.negative.is_zero() => {
+                let none =
+                    Attr { ino: 0, kind: Kind::File, size: 0, mtime: std::time::UNIX_EPOCH, perm: 0, uid: 0, gid: 0 };
+                reply.entry_with_ttls(&Duration::ZERO, &self.negative, &file_attr(&none), Generation(0))
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
 }
 
 impl FuseAdapter {
     pub fn new(fs: Arc<Fs>, rt: Handle) -> FuseAdapter {
-        let ttl = fs.config().metadata_ttl;
+        let cfg = fs.config();
+        let ttl = Ttls { attr: cfg.metadata_ttl, entry: cfg.entry_ttl, negative: cfg.negative_ttl };
         FuseAdapter { fs, rt, ttl }
     }
 
     /// Runs one request's work as a task, in a span naming the operation and inode.
     fn spawn<F, Fut>(&self, op: &'static str, ino: INodeNo, work: F)
     where
-        F: FnOnce(Arc<Fs>, Duration) -> Fut,
+        F: FnOnce(Arc<Fs>, Ttls) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let span = tracing::debug_span!("fuse", op, ino = ino.0);
@@ -53,10 +80,22 @@ fn errno(err: FsError) -> Errno {
     Errno::from_i32(err.errno())
 }
 
+/// getxattr/listxattr's protocol: size 0 asks for the length, else the value if it fits.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() <= size as usize {
+        reply.data(value);
+    } else {
+        reply.error(Errno::ERANGE);
+    }
+}
+
 fn file_attr(a: &Attr) -> FileAttr {
     let (kind, nlink) = match a.kind {
         Kind::File => (FileType::RegularFile, 1),
         Kind::Directory => (FileType::Directory, 2),
+        Kind::Symlink => (FileType::Symlink, 1),
     };
     FileAttr {
         ino: INodeNo(a.ino),
@@ -105,10 +144,7 @@ impl Filesystem for FuseAdapter {
             return reply.error(Errno::ENOENT);
         };
         self.spawn("lookup", parent, move |fs, ttl| async move {
-            match fs.lookup(parent.0, &name).await {
-                Ok(attr) => reply.entry(&ttl, &file_attr(&attr), Generation(0)),
-                Err(e) => reply.error(errno(e)),
-            }
+            ttl.reply_lookup(reply, fs.lookup(parent.0, &name).await);
         });
     }
 
@@ -119,7 +155,7 @@ impl Filesystem for FuseAdapter {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.spawn("getattr", ino, move |fs, ttl| async move {
             match fs.getattr(ino.0).await {
-                Ok(attr) => reply.attr(&ttl, &file_attr(&attr)),
+                Ok(attr) => reply.attr(&ttl.attr, &file_attr(&attr)),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -158,7 +194,7 @@ impl Filesystem for FuseAdapter {
         self.spawn("create", parent, move |fs, ttl| async move {
             match fs.create(parent.0, &name, perm, uid, gid, pid).await {
                 Ok((attr, fh)) => {
-                    reply.created(&ttl, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
+                    reply.created(&ttl.attr, &file_attr(&attr), Generation(0), FileHandle(fh), FopenFlags::empty())
                 }
                 Err(e) => reply.error(errno(e)),
             }
@@ -278,7 +314,7 @@ impl Filesystem for FuseAdapter {
                 fs.set_attributes(ino.0, fh.map(|f| f.0), change).await
             };
             match result.await {
-                Ok(attr) => reply.attr(&ttl, &file_attr(&attr)),
+                Ok(attr) => reply.attr(&ttl.attr, &file_attr(&attr)),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -292,7 +328,111 @@ impl Filesystem for FuseAdapter {
         let (uid, gid) = (req.uid(), req.gid());
         self.spawn("mkdir", parent, move |fs, ttl| async move {
             match fs.mkdir(parent.0, &name, perm, uid, gid).await {
-                Ok(attr) => reply.entry(&ttl, &file_attr(&attr), Generation(0)),
+                Ok(attr) => reply.entry_with_ttls(&ttl.attr, &ttl.entry, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (Some(name), Some(target)) = (link_name.to_str().map(str::to_string), target.to_str().map(str::to_string))
+        else {
+            return reply.error(Errno::EINVAL);
+        };
+        let (uid, gid) = (req.uid(), req.gid());
+        self.spawn("symlink", parent, move |fs, ttl| async move {
+            match fs.symlink(parent.0, &name, &target, uid, gid).await {
+                Ok(attr) => reply.entry_with_ttls(&ttl.attr, &ttl.entry, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.spawn("readlink", ino, move |fs, _| async move {
+            match fs.readlink(ino.0).await {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::ENODATA);
+        };
+        self.spawn("getxattr", ino, move |fs, _| async move {
+            match fs.getxattr(ino.0, &name).await {
+                Ok(value) => reply_xattr(reply, size, &value),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.spawn("listxattr", ino, move |fs, _| async move {
+            match fs.listxattr(ino.0).await {
+                Ok(names) => {
+                    let list: Vec<u8> = names.iter().flat_map(|n| n.bytes().chain([0])).collect();
+                    reply_xattr(reply, size, &list)
+                }
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::ENOTSUP);
+        };
+        let value = value.to_vec();
+        let (create, replace) = (flags & libc::XATTR_CREATE != 0, flags & libc::XATTR_REPLACE != 0);
+        self.spawn("setxattr", ino, move |fs, _| async move {
+            match fs.change_xattr(ino.0, &name, Some(&value), create, replace).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::ENODATA);
+        };
+        self.spawn("removexattr", ino, move |fs, _| async move {
+            match fs.change_xattr(ino.0, &name, None, false, false).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        self.spawn("copy_file_range", ino_in, move |fs, _| async move {
+            match fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len).await {
+                // The core copies no more than a reply can count.
+                Ok(copied) => reply.written(copied as u32),
                 Err(e) => reply.error(errno(e)),
             }
         });
@@ -369,8 +509,7 @@ impl Filesystem for FuseAdapter {
             match fs.readdir(fh.0, offset, 256).await {
                 Ok(entries) => {
                     for (next_offset, e) in entries {
-                        let kind =
-                            if e.attr.kind == Kind::Directory { FileType::Directory } else { FileType::RegularFile };
+                        let kind = file_attr(&e.attr).kind;
                         if reply.add(INodeNo(e.attr.ino), next_offset, kind, &e.name) {
                             break;
                         }
@@ -391,7 +530,7 @@ impl Filesystem for FuseAdapter {
                             INodeNo(e.attr.ino),
                             next_offset,
                             &e.name,
-                            &ttl,
+                            &ttl.attr,
                             &file_attr(&e.attr),
                             Generation(0),
                         ) {

@@ -3,6 +3,7 @@
 //! Requests flow one way: [`fuse`] (kernel wire) → [`fs`] (POSIX over objects) → [`s3`]
 //! (the object store). Nothing below a layer knows the layer above it.
 
+pub mod cleanup;
 pub mod cli;
 pub mod config;
 pub mod credentials;

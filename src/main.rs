@@ -1,27 +1,40 @@
 //! `xosfs [OPTIONS] BUCKET[:/PREFIX] MOUNTPOINT`: parse, check, daemonize, mount, serve.
+//! `xosfs cleanup ...` aborts stale multipart uploads; `xosfs completions SHELL` prints a
+//! completion script.
 //!
-//! Exit codes: 0 mounted (or served and unmounted cleanly), 1 start-up or runtime failure,
-//! 2 invalid command line or option.
+//! Exit codes: 0 mounted (or served and unmounted cleanly, or a subcommand succeeded),
+//! 1 start-up or runtime failure, 2 invalid command line or option.
 
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use xosfs::config::Config;
+use xosfs::cli::{CleanupArgs, Invocation, MountArgs};
+use xosfs::config::{CleanupConfig, Config, S3Config};
+use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::{ObjectClient, ObjectError};
 use xosfs::write::WriteConfig;
-use xosfs::{cli, credentials};
+use xosfs::{cleanup, cli, credentials};
 
 fn main() -> ExitCode {
     let (args, helper) = cli::helper_args(std::env::args_os().collect::<Vec<OsString>>());
-    let cli = match cli::parse(args) {
-        Ok(cli) => cli,
-        Err(e) => return usage_error(e),
-    };
-    let mut config = match Config::from_cli(cli) {
+    match cli::parse(args) {
+        Ok(Invocation::Mount(args)) => mount_main(*args, helper),
+        Ok(Invocation::Cleanup(args)) => cleanup_main(*args),
+        Ok(Invocation::Completions(shell)) => {
+            clap_complete::generate(shell, &mut cli::command(), "xosfs", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Err(e) => usage_error(e),
+    }
+}
+
+fn mount_main(args: MountArgs, helper: cli::HelperFlags) -> ExitCode {
+    let mut config = match Config::from_cli(args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("xosfs: {e}");
@@ -40,7 +53,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     // A daemon changes no directory, but resolve relative paths before anything else can.
-    for path in [&mut config.passwd_file, &mut config.log_file].into_iter().flatten() {
+    for path in [&mut config.credentials.passwd_file, &mut config.log_file].into_iter().flatten() {
         if let Ok(abs) = std::path::absolute(&*path) {
             *path = abs;
         }
@@ -66,8 +79,11 @@ fn usage_error(e: clap::Error) -> ExitCode {
         let _ = e.print();
         return ExitCode::SUCCESS;
     }
+    // The first paragraph says what is wrong ("...not provided:" lists the arguments on the
+    // lines below it); usage and tips follow.
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or("invalid command line");
+    let first: Vec<&str> = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect();
+    let first = if first.is_empty() { "invalid command line".to_string() } else { first.join(" ") };
     eprintln!("xosfs: {} (see xosfs --help)", first.trim_start_matches("error: "));
     ExitCode::from(2)
 }
@@ -138,13 +154,22 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
 /// Credentials, then HeadBucket and one listing of the prefix: every way the settings can
 /// be wrong shows up here as one line, before anything is mounted.
 async fn connect(config: &Config) -> Result<ObjectClient, String> {
-    let provider =
-        credentials::provider(config.passwd_file.as_deref(), &config.s3.bucket).await.map_err(|e| e.to_string())?;
-    let client = ObjectClient::new(&config.s3, provider);
-    let endpoint = &config.s3.endpoint;
-    let bucket = &config.s3.bucket;
-    let explain = |e: ObjectError| {
-        match e {
+    let client = client(&config.s3, &config.credentials).await?;
+    let explain = |e| explain(&config.s3, e);
+    client.head_bucket().await.map_err(explain)?;
+    client.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;
+    Ok(client)
+}
+
+async fn client(s3: &S3Config, creds: &CredentialsConfig) -> Result<ObjectClient, String> {
+    let provider = credentials::provider(creds, s3).await.map_err(|e| e.to_string())?;
+    Ok(ObjectClient::new(s3, provider))
+}
+
+/// An error of the store as one line that names the likely cause.
+fn explain(s3: &S3Config, e: ObjectError) -> String {
+    let (endpoint, bucket) = (&s3.endpoint, &s3.bucket);
+    match e {
         ObjectError::NoSuchBucket | ObjectError::NotFound => format!("bucket '{bucket}' does not exist at {endpoint}"),
         ObjectError::AccessDenied { code, .. } => format!(
             "access to bucket '{bucket}' denied ({code}): check the access key and secret key and the bucket's permissions"
@@ -152,10 +177,49 @@ async fn connect(config: &Config) -> Result<ObjectClient, String> {
         ObjectError::Unreachable(why) | ObjectError::Timeout(why) => format!("cannot reach endpoint {endpoint}: {why}"),
         other => format!("bucket '{bucket}' at {endpoint}: {other}"),
     }
+}
+
+/// `xosfs cleanup`: exit 0 when every stale upload was aborted (or listed, in a dry run).
+fn cleanup_main(args: CleanupArgs) -> ExitCode {
+    let config = match CleanupConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xosfs: {e}");
+            return ExitCode::from(2);
+        }
     };
-    client.head_bucket().await.map_err(explain)?;
-    client.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;
-    Ok(client)
+    // Only the SDK's warnings (retries, throttling); the outcome is reported below.
+    tracing_subscriber::fmt().with_env_filter("warn").with_writer(std::io::stderr).init();
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("xosfs: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let cutoff = SystemTime::now().checked_sub(config.older_than).unwrap_or(SystemTime::UNIX_EPOCH);
+    let mut console = cleanup::Console::new(config.dry_run);
+    let result = rt.block_on(async {
+        let client = client(&config.s3, &config.credentials).await?;
+        cleanup::run(&client, &config.prefix, cutoff, config.dry_run, cleanup::MAX_UPLOADS_PER_PAGE, &mut console)
+            .await
+            .map_err(|e| explain(&config.s3, e))
+    });
+    console.finish();
+    match result {
+        Ok(summary) => {
+            println!("{}", summary.line(&config.older_than_text, config.dry_run));
+            if summary.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(msg) => {
+            eprintln!("xosfs: {msg}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// Makes the staging directory (private to the user) and says what an earlier run left.
@@ -174,8 +238,9 @@ fn prepare_cache_dir(dir: &std::path::Path) -> std::io::Result<()> {
 
 fn init_logging(config: &Config, daemon: bool) -> std::io::Result<()> {
     use tracing_subscriber::EnvFilter;
-    // Our own crate at the chosen level; the SDK only warns, so no request dumps (and no
-    // signatures) reach the log.
+    // Our own crate at the chosen level; every other crate, the AWS SDK included, only
+    // warns: at debug and trace the SDK logs requests with their headers (Authorization
+    // with its Signature=, x-amz-security-token) and STS answers with secret keys.
     // fuser's session warns when it cannot unmount what the user already unmounted.
     let filter = EnvFilter::new(format!("warn,fuser::session=error,xosfs={}", config.log_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -184,7 +249,8 @@ fn init_logging(config: &Config, daemon: bool) -> std::io::Result<()> {
             let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
         }
-        None if daemon => builder.with_writer(std::io::sink).init(),
+        // syslog stamps the time and the pid itself.
+        None if daemon => builder.with_ansi(false).without_time().with_writer(daemon::Syslog::open()).init(),
         None => builder.with_writer(std::io::stderr).init(),
     }
     Ok(())

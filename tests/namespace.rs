@@ -7,7 +7,6 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_s3::primitives::ByteStream;
 use common::{ls, Server, BUCKET};
 
 #[test]
@@ -128,21 +127,8 @@ fn attributes_use_mount_defaults_and_s3fs_metadata() {
     let server = Server::memory();
     server.put("plain.txt", "12345");
     let mtime = 1_600_000_000u64;
-    server
-        .block_on(
-            server
-                .client
-                .put_object()
-                .bucket(BUCKET)
-                .key("s3fs.txt")
-                .metadata("mode", (0o100600u32).to_string())
-                .metadata("uid", "1234")
-                .metadata("gid", "5678")
-                .metadata("mtime", mtime.to_string())
-                .body(ByteStream::from_static(b"abc"))
-                .send(),
-        )
-        .unwrap();
+    let (mode, secs) = ((0o100600u32).to_string(), mtime.to_string());
+    server.put_with_meta("s3fs.txt", "abc", &[("mode", &mode), ("uid", "1234"), ("gid", "5678"), ("mtime", &secs)]);
     server.put("dir/f", "f");
     let m = server.mount(&["--uid", "4242", "--gid", "4343", "--file-mode", "0640", "--dir-mode", "0750"]);
 

@@ -10,6 +10,8 @@ use crate::config::FsConfig;
 pub enum Kind {
     File,
     Directory,
+    /// An object whose mode says S_IFLNK and whose body is the target (s3fs's encoding).
+    Symlink,
 }
 
 /// The attributes the core reports; the FUSE adapter turns them into wire structs.
@@ -43,6 +45,14 @@ pub struct PosixMeta {
 }
 
 impl PosixMeta {
+    /// What an object with this metadata is: a symlink when its mode says so.
+    pub fn object_kind(&self) -> Kind {
+        match self.mode {
+            Some(mode) if mode & libc::S_IFMT == libc::S_IFLNK => Kind::Symlink,
+            _ => Kind::File,
+        }
+    }
+
     /// Reads s3fs's encoding: decimal numbers, mtime in (possibly fractional) seconds.
     pub fn from_metadata(meta: &HashMap<String, String>) -> PosixMeta {
         let get = |k: &str| meta.get(k).map(|v| v.trim());
@@ -69,14 +79,18 @@ impl ObjectStat {
     }
 }
 
-/// Attributes of an object (file) given the mount's defaults.
+/// Attributes of an object (file or symlink) given the mount's defaults.
 pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: SystemTime) -> Attr {
+    let kind = stat.posix.object_kind();
     Attr {
         ino,
-        kind: Kind::File,
+        kind,
         size: stat.size,
         mtime: stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time),
-        perm: stat.posix.mode.map_or(cfg.file_mode, |m| (m & 0o7777) as u16),
+        perm: match kind {
+            Kind::Symlink => 0o777,
+            _ => stat.posix.mode.map_or(cfg.file_mode, |m| (m & 0o7777) as u16) & !cfg.umask,
+        },
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
     }
@@ -90,7 +104,7 @@ pub fn dir_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Syst
         kind: Kind::Directory,
         size: 4096,
         mtime: stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time),
-        perm: stat.posix.mode.map_or(cfg.dir_mode, |m| (m & 0o7777) as u16),
+        perm: stat.posix.mode.map_or(cfg.dir_mode, |m| (m & 0o7777) as u16) & !cfg.umask,
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
     }

@@ -24,6 +24,16 @@ pub enum FsError {
     NotEmpty,
     #[error("files below are open for writing")]
     Busy,
+    #[error("not a symbolic link")]
+    NotSymlink,
+    #[error("no such extended attribute")]
+    NoAttribute,
+    #[error("extended attribute exists")]
+    AttributeExists,
+    #[error("extended attributes of this object would not fit in its metadata")]
+    AttributesTooBig,
+    #[error("this attribute cannot be changed")]
+    PermissionDenied,
 
     #[error("{0}")]
     Write(#[from] crate::write::WriteError),
@@ -44,6 +54,11 @@ impl FsError {
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::Busy => libc::EBUSY,
+            FsError::NotSymlink => libc::EINVAL,
+            FsError::NoAttribute => libc::ENODATA,
+            FsError::AttributeExists => libc::EEXIST,
+            FsError::AttributesTooBig => libc::E2BIG,
+            FsError::PermissionDenied => libc::EPERM,
 
             FsError::Write(crate::write::WriteError::Staging(e)) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Write(_) => libc::EIO,
@@ -58,6 +73,6 @@ impl FsError {
 
     /// Expected outcomes (a name that does not exist) are not worth a log line.
     pub fn is_routine(&self) -> bool {
-        matches!(self, FsError::NotFound | FsError::Store(ObjectError::NotFound))
+        matches!(self, FsError::NotFound | FsError::NoAttribute | FsError::Store(ObjectError::NotFound))
     }
 }

@@ -37,6 +37,14 @@ struct InodeState {
     lookups: u64,
     /// The version whose bytes the kernel's page cache may hold for this file.
     page_cache_etag: Option<String>,
+    /// When a complete listing of this directory began; every child it showed is in the
+    /// table (children are never dropped from it while their directory is).
+    listed: Option<Instant>,
+    /// Whether `stat.posix` is what the store holds for this version (a HEAD or our own
+    /// write), not a listing's guess.
+    metadata_known: bool,
+    /// Directory: its objects carry POSIX attributes worth a HEAD when listed.
+    posix_below: bool,
 }
 
 impl Inode {
@@ -50,6 +58,9 @@ impl Inode {
                 validated: None,
                 lookups,
                 page_cache_etag: None,
+                listed: None,
+                metadata_known: false,
+                posix_below: false,
             }),
         }
     }
@@ -72,10 +83,35 @@ impl Inode {
         s.validated.filter(|t| t.elapsed() < ttl).map(|_| s.stat.clone())
     }
 
+    /// What the store (a HEAD) or our own change says this inode is now.
     pub fn set_stat(&self, stat: ObjectStat) {
         let mut s = self.state.lock();
         s.stat = stat;
         s.validated = Some(Instant::now());
+        s.metadata_known = true;
+    }
+
+    pub fn metadata_known(&self) -> bool {
+        self.state.lock().metadata_known
+    }
+
+    /// Directory: listings should fetch the POSIX attributes of the objects they show.
+    pub fn mark_posix_below(&self) {
+        self.state.lock().posix_below = true;
+    }
+
+    pub fn posix_below(&self) -> bool {
+        self.state.lock().posix_below
+    }
+
+    /// A complete listing of this directory began at `at`.
+    pub fn mark_listed(&self, at: Instant) {
+        self.state.lock().listed = Some(at);
+    }
+
+    /// Whether a complete listing began less than `ttl` ago.
+    pub fn listed_within(&self, ttl: std::time::Duration) -> bool {
+        self.state.lock().listed.is_some_and(|t| t.elapsed() < ttl)
     }
 
     /// Whether the kernel may keep the pages it cached for this file when it is opened
@@ -98,8 +134,10 @@ impl Inode {
     /// found while the object is still the same version (metadata only changes with one).
     pub fn set_listed_stat(&self, listed: ObjectStat) {
         let mut s = self.state.lock();
-        let posix = if s.stat.same_version(&listed) { s.stat.posix } else { Default::default() };
+        let same = s.stat.same_version(&listed);
+        let posix = if same { s.stat.posix } else { Default::default() };
         s.stat = ObjectStat { posix, ..listed };
+        s.metadata_known &= same;
         s.validated = Some(Instant::now());
     }
 }
@@ -148,7 +186,7 @@ impl InodeTable {
             key.push_str(name);
             key.push('/');
         }
-        if inode.kind == Kind::File {
+        if inode.kind != Kind::Directory {
             key.pop();
         }
         Some(key)
@@ -199,6 +237,10 @@ impl InodeTable {
             self.inodes.remove(&ino);
             let loc = inode.location.lock().clone();
             self.children.remove_if(&(loc.parent, loc.name), |_, v| *v == ino);
+            // The parent's listing no longer has all its names in the table.
+            if let Some(parent) = self.get(loc.parent) {
+                parent.state.lock().listed = None;
+            }
         }
     }
 

@@ -9,11 +9,12 @@ mod attr;
 mod error;
 mod inode;
 mod listing;
+mod xattr;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -27,14 +28,21 @@ pub use listing::{invalid_name_reason, EntryMerger, ListedEntry, ListedKind, NAM
 use crate::config::{FsConfig, ReadSettings};
 use crate::read::{BlockCache, Prefetcher};
 use crate::s3::{ObjectClient, ObjectError, ObjectInfo, PutOptions};
-use crate::write::{multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriteError, WriterHandle};
+use crate::write::{
+    multipart_copy, BaseObject, MetaChange, Uploaded, WriteConfig, WriteError, WriterHandle, MAX_SINGLE_COPY,
+};
 
 /// Objects copied at once when a directory is renamed.
 const RENAME_CONCURRENCY: usize = 16;
 
-/// The largest object CopyObject copies in one request.
-const MAX_SINGLE_COPY: u64 = 5 << 30;
 use inode::{Inode, InodeTable};
+
+/// HEADs in flight when a listing fetches POSIX attributes.
+const LISTING_HEADS: usize = 32;
+
+/// The most one copy_file_range reply can report (a 32-bit count, page aligned); larger
+/// files are copied by the caller.
+pub const MAX_COPY_RANGE_REPLY: u64 = (u32::MAX - 0xfff) as u64;
 
 /// Keys per listing request: the most S3 and XOS return in one page.
 const LIST_PAGE_KEYS: i32 = 1000;
@@ -109,6 +117,17 @@ fn content_type_for(name: &str) -> Option<String> {
     Some(mime_guess::from_path(name).first_or_octet_stream().essence_str().to_string())
 }
 
+/// The s3fs-compatible user metadata of these attributes.
+fn posix_metadata(posix: &PosixMeta) -> HashMap<String, String> {
+    let numbers = [("mode", posix.mode), ("uid", posix.uid), ("gid", posix.gid)];
+    let mut meta: HashMap<String, String> =
+        numbers.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string()))).collect();
+    if let Some(mtime) = posix.mtime {
+        meta.insert("mtime".into(), unix_secs(mtime));
+    }
+    meta
+}
+
 /// Seconds since the epoch, as s3fs writes `x-amz-meta-mtime`.
 fn unix_secs(t: SystemTime) -> String {
     t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs().to_string()
@@ -117,11 +136,27 @@ fn unix_secs(t: SystemTime) -> String {
 /// An open directory: its listing, loaded page by page as readdir asks for more.
 struct DirHandle {
     ino: u64,
+    /// When the listing began: a complete listing shows the directory as of then.
+    began: Instant,
     entries: Vec<DirEntry>,
     merger: EntryMerger,
     next: Option<String>,
     started: bool,
     done: bool,
+}
+
+impl DirHandle {
+    fn new(ino: u64, prefix: &str) -> DirHandle {
+        DirHandle {
+            ino,
+            began: Instant::now(),
+            entries: Vec::new(),
+            merger: EntryMerger::new(prefix),
+            next: None,
+            started: false,
+            done: false,
+        }
+    }
 }
 
 pub struct Fs {
@@ -136,6 +171,8 @@ pub struct Fs {
     upload_defaults: UploadDefaults,
     blocks: Arc<BlockCache>,
     max_prefetch: u64,
+    /// Names found missing, and when: answered "no such file" for the negative TTL.
+    missing: DashMap<(u64, String), Instant>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
 }
@@ -151,6 +188,7 @@ impl Fs {
         Fs {
             blocks: BlockCache::new(client.clone(), read.block_size, read.cache_size),
             max_prefetch: read.max_prefetch,
+            missing: DashMap::new(),
             inodes: InodeTable::new(&cfg.prefix),
             client,
             cfg,
@@ -179,9 +217,16 @@ impl Fs {
 
     fn attr_of(&self, inode: &Inode) -> Attr {
         match inode.kind {
-            Kind::Directory => attr::dir_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at),
-            Kind::File => {
+            Kind::Directory => {
+                let mut attr = attr::dir_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
+                if let (ROOT_INO, Some(mode)) = (inode.ino, self.cfg.root_mode) {
+                    attr.perm = mode;
+                }
+                attr
+            }
+            Kind::File | Kind::Symlink => {
                 let mut attr = attr::file_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
+                attr.kind = inode.kind;
                 if let Some(writer) = self.writer_of(inode.ino) {
                     attr.size = writer.size();
                 }
@@ -218,10 +263,35 @@ impl Fs {
         }
         let inode = match self.inodes.child(parent, name) {
             Some(known) if !self.needs_revalidation(&known) => known,
-            _ => self.resolve_child(&dir, name).await?,
+            Some(_) => self.resolve_child(&dir, name).await?,
+            None if self.known_missing(&dir, name) => return Err(FsError::NotFound),
+            None => match self.resolve_child(&dir, name).await {
+                Err(FsError::NotFound) => {
+                    if !self.cfg.negative_ttl.is_zero() {
+                        self.missing.insert((parent, name.to_string()), Instant::now());
+                    }
+                    return Err(FsError::NotFound);
+                }
+                other => other?,
+            },
         };
         self.inodes.remember(&inode);
         Ok(self.attr_of(&inode))
+    }
+
+    /// Whether `name` (not in the inode table) is known not to exist without asking the
+    /// store: it was found missing within the negative TTL, or the directory was listed
+    /// completely within the attribute TTL without it. Names created through this mount
+    /// enter the inode table at once, so they never meet this.
+    fn known_missing(&self, dir: &Inode, name: &str) -> bool {
+        let key = (dir.ino, name.to_string());
+        if let Some(at) = self.missing.get(&key).map(|t| *t) {
+            if at.elapsed() < self.cfg.negative_ttl {
+                return true;
+            }
+            self.missing.remove_if(&key, |_, t| *t == at);
+        }
+        dir.listed_within(self.cfg.metadata_ttl)
     }
 
     /// Asks the store what `name` is: a directory if anything lies below `name/` (which
@@ -243,15 +313,15 @@ impl Fs {
                 },
                 None => ObjectStat::default(),
             };
+            // A marker with POSIX attributes was made by s3fs or xosfs: so were its files.
+            if stat.posix != PosixMeta::default() {
+                inode.mark_posix_below();
+            }
             inode.set_stat(stat);
             return Ok(inode);
         }
         match head {
-            Ok(info) => {
-                let inode = self.inodes.upsert_child(dir, name, Kind::File);
-                inode.set_stat(stat_from_head(info));
-                Ok(inode)
-            }
+            Ok(info) => Ok(self.found_object(dir, name, stat_from_head(info))),
             Err(ObjectError::NotFound) => {
                 if let Some(stale) = self.inodes.child(dir.ino, name) {
                     self.inodes.unlink_child(dir.ino, name, stale.ino);
@@ -262,13 +332,28 @@ impl Fs {
         }
     }
 
+    /// Records what a HEAD said of object `name` in `dir` (a symlink or a file). POSIX
+    /// attributes other than the mount's defaults mark the directory as one whose
+    /// listings need them.
+    fn found_object(&self, dir: &Inode, name: &str, stat: ObjectStat) -> Arc<Inode> {
+        let inode = self.inodes.upsert_child(dir, name, stat.posix.object_kind());
+        let shown = attr::file_attr(inode.ino, &stat, &self.cfg, self.mounted_at);
+        let defaults = attr::file_attr(inode.ino, &ObjectStat::default(), &self.cfg, self.mounted_at);
+        if (shown.kind, shown.perm, shown.uid, shown.gid) != (defaults.kind, defaults.perm, defaults.uid, defaults.gid)
+        {
+            dir.mark_posix_below();
+        }
+        inode.set_stat(stat);
+        inode
+    }
+
     pub fn forget(&self, ino: u64, n: u64) {
         self.inodes.forget(ino, n);
     }
 
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let inode = self.inode(ino)?;
-        if inode.kind == Kind::File && self.needs_revalidation(&inode) {
+        if inode.kind != Kind::Directory && self.needs_revalidation(&inode) {
             self.revalidate(&inode).await?;
         }
         Ok(self.attr_of(&inode))
@@ -384,7 +469,12 @@ impl Fs {
     pub async fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Bytes, FsError> {
         let file = self.handle(fh)?;
         if let Some(writer) = file.writer.clone().or_else(|| self.writer_of(file.ino)) {
-            return Ok(writer.read(offset, size).await?);
+            match writer.read(offset, size).await {
+                // Another handle's writer finished (its close uploaded the data, which
+                // this read handle's version then names): read from the store.
+                Err(WriteError::Gone) if file.writer.is_none() => {}
+                other => return Ok(other?),
+            }
         }
         let reader = file.reader.as_ref().ok_or(FsError::BadHandle)?;
         Ok(reader.read(offset, size).await?)
@@ -393,6 +483,39 @@ impl Fs {
     pub async fn write(&self, fh: u64, offset: u64, data: Vec<u8>) -> Result<u32, FsError> {
         let writer = self.handle(fh)?.writer.clone().ok_or(FsError::BadHandle)?;
         Ok(writer.write(offset, data).await?)
+    }
+
+    /// copy_file_range(2) of a whole file into a new, empty one: one server-side copy
+    /// (the destination keeps its own name's metadata), so `cp` copies without moving the
+    /// data through this machine. Anything else is `NotSupported` and the caller copies the
+    /// bytes itself.
+    pub async fn copy_file_range(
+        &self,
+        fh_in: u64,
+        offset_in: u64,
+        fh_out: u64,
+        offset_out: u64,
+        len: u64,
+    ) -> Result<u64, FsError> {
+        let (source, dest) = (self.handle(fh_in)?, self.handle(fh_out)?);
+        let version = match (&source.reader, self.writer_of(source.ino)) {
+            (Some(reader), None) => reader.version().cloned().ok_or(FsError::NotSupported)?,
+            _ => return Err(FsError::NotSupported),
+        };
+        let writer = dest.writer.clone().ok_or(FsError::BadHandle)?;
+        if offset_in >= version.size && offset_out == writer.size() {
+            return Ok(0); // the end of a copy done before
+        }
+        if offset_in != 0 || offset_out != 0 || len < version.size || version.size > MAX_COPY_RANGE_REPLY {
+            return Err(FsError::NotSupported);
+        }
+        match writer.copy_from(version.key.to_string(), version.etag.to_string(), version.size).await? {
+            Some(uploaded) => {
+                self.record_upload(dest.ino, uploaded);
+                Ok(version.size)
+            }
+            None => Err(FsError::NotSupported),
+        }
     }
 
     /// close(2): the file's data is durable in the store when this returns Ok. A close by
@@ -445,13 +568,39 @@ impl Fs {
 
     /// How a `dir/` marker is stored: empty, with the directory's attributes.
     fn marker_options(&self, mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> PutOptions {
-        let metadata = [
-            ("mode".to_string(), mode.to_string()),
-            ("uid".to_string(), uid.to_string()),
-            ("gid".to_string(), gid.to_string()),
-            ("mtime".to_string(), unix_secs(mtime)),
-        ];
-        self.upload_defaults.options(Some("application/x-directory".into()), metadata.into())
+        let posix = PosixMeta { mode: Some(mode), uid: Some(uid), gid: Some(gid), mtime: Some(mtime) };
+        self.upload_defaults.options(Some("application/x-directory".into()), posix_metadata(&posix))
+    }
+
+    /// symlink(2), stored as s3fs does: an object whose body is the target and whose
+    /// mode is S_IFLNK|0777.
+    pub async fn symlink(&self, parent: u64, name: &str, target: &str, uid: u32, gid: u32) -> Result<Attr, FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        if self.find_child(&dir, name).await?.is_some() {
+            return Err(FsError::Exists);
+        }
+        let key = format!("{}{name}", self.key(&dir)?);
+        let now = SystemTime::now();
+        let posix = PosixMeta { mode: Some(libc::S_IFLNK | 0o777), uid: Some(uid), gid: Some(gid), mtime: Some(now) };
+        let opts = self.upload_defaults.options(None, posix_metadata(&posix));
+        let etag = self.client.put_object(&key, Bytes::copy_from_slice(target.as_bytes()), &opts).await?;
+        let inode = self.inodes.upsert_child(&dir, name, Kind::Symlink);
+        inode.set_stat(ObjectStat { size: target.len() as u64, last_modified: Some(now), etag, posix });
+        self.inodes.remember(&inode);
+        Ok(self.attr_of(&inode))
+    }
+
+    /// readlink(2): the body of the symlink's object.
+    pub async fn readlink(&self, ino: u64) -> Result<Bytes, FsError> {
+        let inode = self.inode(ino)?;
+        if inode.kind != Kind::Symlink {
+            return Err(FsError::NotSymlink);
+        }
+        let size = inode.stat().size;
+        if size == 0 {
+            return Ok(Bytes::new());
+        }
+        Ok(self.client.get_range(&self.key(&inode)?, 0..size).await?)
     }
 
     /// Removes a file. One still open for writing keeps working for its descriptors but is
@@ -511,21 +660,21 @@ impl Fs {
             if no_replace {
                 return Err(FsError::Exists);
             }
-            match (src.kind, dst.kind) {
-                (Kind::File, Kind::Directory) => return Err(FsError::IsDirectory),
-                (Kind::Directory, Kind::File) => return Err(FsError::NotDirectory),
-                (Kind::Directory, Kind::Directory) => {
+            match (src.kind == Kind::Directory, dst.kind == Kind::Directory) {
+                (false, true) => return Err(FsError::IsDirectory),
+                (true, false) => return Err(FsError::NotDirectory),
+                (true, true) => {
                     if !self.stored_dir_is_empty(&self.key(dst)?).await? {
                         return Err(FsError::NotEmpty);
                     }
                 }
-                (Kind::File, Kind::File) => {}
+                (false, false) => {}
             }
         }
         let new_key = format!("{}{new_name}", self.key(&new_dir)?);
         match src.kind {
-            Kind::File => self.rename_file(&src, &new_key).await?,
             Kind::Directory => self.rename_dir(&src, &format!("{new_key}/")).await?,
+            Kind::File | Kind::Symlink => self.rename_file(&src, &new_key).await?,
         }
         if let Some((_, replaced)) = dst.and_then(|d| self.writers.remove(&d.ino)) {
             // A file replaced by the rename must not come back when its writer closes.
@@ -681,7 +830,11 @@ impl Fs {
         }
         let mut stat = inode.stat();
         let current = self.attr_of(&inode);
-        let type_bits = if inode.kind == Kind::Directory { libc::S_IFDIR } else { libc::S_IFREG };
+        let type_bits = match inode.kind {
+            Kind::Directory => libc::S_IFDIR,
+            Kind::Symlink => libc::S_IFLNK,
+            Kind::File => libc::S_IFREG,
+        };
         let mode = type_bits | u32::from(change.mode.unwrap_or(current.perm));
         let meta = MetaChange {
             mode: Some(mode),
@@ -698,46 +851,21 @@ impl Fs {
         match by_writer {
             Some(()) => {}
             None => {
-                let key = self.key(&inode)?;
-                let info = match self.client.head_object(&key).await {
-                    Ok(info) => info,
-                    // A directory without a marker gets one, to hold its attributes.
-                    Err(ObjectError::NotFound) if inode.kind == Kind::Directory => {
-                        let opts = self.marker_options(
-                            mode,
-                            meta.uid.unwrap_or(current.uid),
-                            meta.gid.unwrap_or(current.gid),
-                            change.mtime.unwrap_or(current.mtime),
-                        );
-                        self.client.put_object(&key, Bytes::new(), &opts).await?;
-                        inode.set_stat(ObjectStat {
-                            posix: PosixMeta::from_metadata(&opts.metadata),
-                            ..ObjectStat::default()
-                        });
-                        return Ok(self.attr_of(&inode));
+                let uid = meta.uid.unwrap_or(current.uid);
+                let gid = meta.gid.unwrap_or(current.gid);
+                self.rewrite_metadata(&inode, |info| {
+                    let metadata = &mut info.metadata;
+                    metadata.insert("mode".into(), mode.to_string());
+                    metadata.insert("uid".into(), uid.to_string());
+                    metadata.insert("gid".into(), gid.to_string());
+                    // The copy changes Last-Modified: keep the time shown unless it changes.
+                    let mtime = change.mtime.or(PosixMeta::from_metadata(metadata).mtime).or(info.last_modified);
+                    if let Some(t) = mtime {
+                        metadata.insert("mtime".into(), unix_secs(t));
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                if info.size > MAX_SINGLE_COPY {
-                    return Err(FsError::NotSupported);
-                }
-                let mut metadata = info.metadata.clone();
-                metadata.insert("mode".into(), mode.to_string());
-                metadata.insert("uid".into(), meta.uid.unwrap_or(current.uid).to_string());
-                metadata.insert("gid".into(), meta.gid.unwrap_or(current.gid).to_string());
-                let mtime = change.mtime.or(PosixMeta::from_metadata(&info.metadata).mtime).or(info.last_modified);
-                if let Some(t) = mtime {
-                    metadata.insert("mtime".into(), unix_secs(t));
-                }
-                let opts = self.upload_defaults.options(info.content_type.clone(), metadata.clone());
-                let etag = self.client.copy_object(&key, info.etag.as_deref(), &key, Some(&opts)).await?;
-                stat = ObjectStat {
-                    size: info.size,
-                    last_modified: Some(SystemTime::now()),
-                    etag,
-                    posix: PosixMeta::from_metadata(&metadata),
-                };
-                inode.set_stat(stat);
+                    Ok(())
+                })
+                .await?;
                 return Ok(self.attr_of(&inode));
             }
         }
@@ -790,20 +918,165 @@ impl Fs {
         Ok(self.attr_of(&inode))
     }
 
+    /// Copies the object of `inode` onto itself with its metadata (and Content-Type)
+    /// changed by `edit`, the data untouched. A directory without a marker gets one, with
+    /// its current attributes, to hold the metadata.
+    async fn rewrite_metadata(
+        &self,
+        inode: &Inode,
+        edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let key = self.key(inode)?;
+        let mut info = match self.client.head_object(&key).await {
+            Ok(info) => info,
+            Err(ObjectError::NotFound) if inode.kind == Kind::Directory => {
+                let current = self.attr_of(inode);
+                let mut info = ObjectInfo {
+                    size: 0,
+                    content_type: None,
+                    last_modified: Some(current.mtime),
+                    etag: None,
+                    storage_class: None,
+                    metadata: self
+                        .marker_options(
+                            libc::S_IFDIR | u32::from(current.perm),
+                            current.uid,
+                            current.gid,
+                            current.mtime,
+                        )
+                        .metadata,
+                };
+                edit(&mut info)?;
+                let opts = self.marker_options(0, 0, 0, current.mtime);
+                let opts = PutOptions { metadata: info.metadata.clone(), ..opts };
+                let etag = self.client.put_object(&key, Bytes::new(), &opts).await?;
+                let posix = PosixMeta::from_metadata(&info.metadata);
+                inode.set_stat(ObjectStat { etag, posix, ..ObjectStat::default() });
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if info.size > MAX_SINGLE_COPY {
+            return Err(FsError::NotSupported);
+        }
+        let source_etag = info.etag.clone();
+        edit(&mut info)?;
+        if info.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > xattr::METADATA_LIMIT {
+            return Err(FsError::AttributesTooBig);
+        }
+        let opts = self.upload_defaults.options(info.content_type.clone(), info.metadata.clone());
+        let etag = self.client.copy_object(&key, source_etag.as_deref(), &key, Some(&opts)).await?;
+        inode.set_stat(ObjectStat {
+            size: info.size,
+            last_modified: Some(SystemTime::now()),
+            etag,
+            posix: PosixMeta::from_metadata(&info.metadata),
+        });
+        Ok(())
+    }
+
+    /// The object's metadata as stored now; `None` for a directory without a marker.
+    async fn stored_info(&self, inode: &Inode) -> Result<Option<ObjectInfo>, FsError> {
+        match self.client.head_object(&self.key(inode)?).await {
+            Ok(info) => Ok(Some(info)),
+            Err(ObjectError::NotFound) if inode.kind == Kind::Directory => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// getxattr(2): a stored user attribute, or one of the `user.xos.*` views of the object.
+    pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        let inode = self.inode(ino)?;
+        if !name.starts_with("user.") {
+            // security.*, system.posix_acl_* and trusted.* are asked for by ls and cp on
+            // every file: answer without a request.
+            return Err(FsError::NoAttribute);
+        }
+        let info = self.stored_info(&inode).await?.ok_or(FsError::NoAttribute)?;
+        let value = match name {
+            xattr::ETAG => info.etag.map(|e| e.trim_matches('"').to_string()),
+            xattr::STORAGE_CLASS => Some(info.storage_class.unwrap_or_else(|| "STANDARD".into())),
+            xattr::CONTENT_TYPE => info.content_type,
+            _ => {
+                return xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str))
+                    .remove(name)
+                    .ok_or(FsError::NoAttribute)
+            }
+        };
+        value.map(String::into_bytes).ok_or(FsError::NoAttribute)
+    }
+
+    /// listxattr(2): the stored user attributes and the `user.xos.*` views.
+    pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
+        let inode = self.inode(ino)?;
+        let Some(info) = self.stored_info(&inode).await? else { return Ok(Vec::new()) };
+        let mut names: Vec<String> = xattr::VIRTUAL.iter().map(|n| n.to_string()).collect();
+        names.extend(xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str)).into_keys());
+        Ok(names)
+    }
+
+    /// setxattr(2) (`create`: XATTR_CREATE, `replace`: XATTR_REPLACE) and removexattr(2)
+    /// (`value` None). Only user attributes; `user.xos.content_type` sets the
+    /// Content-Type. Stored by copying the object onto itself with the new metadata.
+    pub async fn change_xattr(
+        &self,
+        ino: u64,
+        name: &str,
+        value: Option<&[u8]>,
+        create: bool,
+        replace: bool,
+    ) -> Result<(), FsError> {
+        let inode = self.inode(ino)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
+        if name == xattr::ETAG
+            || name == xattr::STORAGE_CLASS
+            || (name.starts_with("user.xos.") && name != xattr::CONTENT_TYPE)
+        {
+            return Err(FsError::PermissionDenied);
+        }
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        if self.writer_of(ino).is_some() {
+            // Its upload at close would carry the metadata of its open, losing this.
+            return Err(FsError::Busy);
+        }
+        self.rewrite_metadata(&inode, |info| {
+            if name == xattr::CONTENT_TYPE {
+                let value = value.ok_or(FsError::PermissionDenied)?;
+                info.content_type = Some(String::from_utf8(value.to_vec()).map_err(|_| FsError::InvalidName)?);
+                return Ok(());
+            }
+            let mut attrs = xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str));
+            match (value, attrs.contains_key(name)) {
+                (Some(_), true) if create => return Err(FsError::AttributeExists),
+                (Some(_), false) if replace => return Err(FsError::NoAttribute),
+                (None, false) => return Err(FsError::NoAttribute),
+                (Some(v), _) => {
+                    attrs.insert(name.to_string(), v.to_vec());
+                }
+                (None, true) => {
+                    attrs.remove(name);
+                }
+            }
+            match xattr::encode(&attrs) {
+                Some(stored) => info.metadata.insert(xattr::METADATA_KEY.into(), stored),
+                None => info.metadata.remove(xattr::METADATA_KEY),
+            };
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn opendir(&self, ino: u64) -> Result<u64, FsError> {
         let inode = self.inode(ino)?;
         if inode.kind != Kind::Directory {
             return Err(FsError::NotDirectory);
         }
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let handle = DirHandle {
-            ino,
-            entries: Vec::new(),
-            merger: EntryMerger::new(&self.key(&inode)?),
-            next: None,
-            started: false,
-            done: false,
-        };
+        let handle = DirHandle::new(ino, &self.key(&inode)?);
         self.dirs.insert(fh, Arc::new(AsyncMutex::new(handle)));
         Ok(fh)
     }
@@ -817,14 +1090,7 @@ impl Fs {
         if offset == 0 && h.started {
             // rewinddir(3): start over, so the listing is current.
             let dir = self.inode(h.ino)?;
-            *h = DirHandle {
-                ino: h.ino,
-                entries: Vec::new(),
-                merger: EntryMerger::new(&self.key(&dir)?),
-                next: None,
-                started: false,
-                done: false,
-            };
+            *h = DirHandle::new(h.ino, &self.key(&dir)?);
         }
         if !h.started {
             let dir = self.inode(h.ino)?;
@@ -845,6 +1111,7 @@ impl Fs {
         let page = self.client.list_page(&self.key(&dir)?, h.next.take(), LIST_PAGE_KEYS).await?;
         h.next = page.next.clone();
         h.done = h.next.is_none();
+        let mut page_entries = Vec::new();
         for entry in h.merger.push(page) {
             let inode = match entry.kind {
                 ListedKind::Directory => {
@@ -854,19 +1121,35 @@ impl Fs {
                     inode
                 }
                 ListedKind::File(o) => {
-                    let inode = self.inodes.upsert_child(&dir, &entry.name, Kind::File);
-                    inode.set_listed_stat(ObjectStat {
+                    let listed = ObjectStat {
                         size: o.size,
                         last_modified: o.last_modified,
                         etag: o.etag,
                         posix: PosixMeta::default(),
-                    });
+                    };
+                    // A listing cannot tell a symlink from a file; a symlink already looked
+                    // at stays one while the object is the same version.
+                    let kind = match self.inodes.child(dir.ino, &entry.name) {
+                        Some(known) if known.kind == Kind::Symlink && known.stat().same_version(&listed) => {
+                            Kind::Symlink
+                        }
+                        _ => Kind::File,
+                    };
+                    let inode = self.inodes.upsert_child(&dir, &entry.name, kind);
+                    inode.set_listed_stat(listed);
                     inode
                 }
             };
-            h.entries.push(DirEntry { name: entry.name, attr: self.attr_of(&inode) });
+            page_entries.push((entry.name, inode));
+        }
+        if dir.posix_below() {
+            self.fetch_posix(&dir, &mut page_entries).await;
+        }
+        for (name, inode) in page_entries {
+            h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
         }
         if h.done {
+            dir.mark_listed(h.began);
             // Files created here and not yet stored exist only locally until closed.
             let local: Vec<Arc<Inode>> =
                 self.writers.iter().filter_map(|w| self.inodes.get(*w.key())).filter(|i| i.parent() == h.ino).collect();
@@ -878,6 +1161,32 @@ impl Fs {
             }
         }
         Ok(())
+    }
+
+    /// Completes listed objects whose POSIX attributes (and symlink-ness) are unknown with
+    /// HEADs, [`LISTING_HEADS`] at a time. Listings take size and time from the listing;
+    /// only directories known to hold POSIX attributes pay for this. A failed HEAD leaves
+    /// the listing's attributes.
+    async fn fetch_posix(&self, dir: &Inode, entries: &mut [(String, Arc<Inode>)]) {
+        use futures_util::stream::{self, StreamExt};
+        let wanted: Vec<(usize, String)> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, i))| {
+                i.kind != Kind::Directory && !i.metadata_known() && !self.writers.contains_key(&i.ino)
+            })
+            .filter_map(|(n, (_, i))| self.key(i).ok().map(|k| (n, k)))
+            .collect();
+        let found: Vec<(usize, ObjectInfo)> = stream::iter(wanted)
+            .map(|(n, key)| async move { self.client.head_object(&key).await.ok().map(|info| (n, info)) })
+            .buffer_unordered(LISTING_HEADS)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
+        for (n, info) in found {
+            let name = entries[n].0.clone();
+            entries[n].1 = self.found_object(dir, &name, stat_from_head(info));
+        }
     }
 
     /// The kernel kept a readdirplus entry: it now holds a reference, as after lookup.

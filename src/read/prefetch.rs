@@ -60,6 +60,11 @@ impl Prefetcher {
         Prefetcher { cache, key, size, object, max_window, state: Mutex::new(State::default()) }
     }
 
+    /// The object version this reader reads (`None` when the store gave no ETag).
+    pub fn version(&self) -> Option<&ObjectVersion> {
+        self.object.as_ref()
+    }
+
     /// The current read-ahead window in bytes (0 when the reader is not streaming).
     pub fn window(&self) -> u64 {
         self.state.lock().window

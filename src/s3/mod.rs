@@ -44,6 +44,8 @@ pub struct ObjectInfo {
     pub content_type: Option<String>,
     pub last_modified: Option<SystemTime>,
     pub etag: Option<String>,
+    /// `None` when the store does not say (S3 omits it for STANDARD).
+    pub storage_class: Option<String>,
     pub metadata: HashMap<String, String>,
 }
 
@@ -56,6 +58,28 @@ pub struct PutOptions {
     /// A canned ACL (`private`, `public-read`, ...); `None` leaves the bucket's default.
     pub acl: Option<String>,
     pub storage_class: Option<String>,
+}
+
+/// A multipart upload that was started and neither completed nor aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnfinishedUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<SystemTime>,
+}
+
+/// Where a listing of multipart uploads continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadMarker {
+    pub key: String,
+    pub upload_id: String,
+}
+
+/// One page of unfinished uploads; `next` continues the listing.
+#[derive(Debug, Default)]
+pub struct UploadPage {
+    pub uploads: Vec<UnfinishedUpload>,
+    pub next: Option<UploadMarker>,
 }
 
 /// A part that is stored: its number and the ETag the completion must name.
@@ -212,6 +236,7 @@ impl ObjectClient {
             content_type: out.content_type().map(str::to_string),
             last_modified: out.last_modified().and_then(to_system_time),
             etag: out.e_tag().map(str::to_string),
+            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
             metadata: out.metadata().cloned().unwrap_or_default(),
         })
     }
@@ -481,6 +506,52 @@ impl ObjectClient {
             self.client.abort_multipart_upload().bucket(&self.bucket).key(key).upload_id(upload_id).send().await?;
         debug!(op = "AbortMultipartUpload", key, request_id = out.request_id(), "aborted");
         Ok(())
+    }
+
+    /// One page of the unfinished multipart uploads of keys under `prefix`, in key and
+    /// upload id order, starting after `after`.
+    pub async fn list_multipart_uploads(
+        &self,
+        prefix: &str,
+        after: Option<UploadMarker>,
+        max_uploads: i32,
+    ) -> Result<UploadPage, ObjectError> {
+        let (key_marker, upload_id_marker) = after.map(|m| (m.key, m.upload_id)).unzip();
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_uploads(max_uploads)
+            .set_key_marker(key_marker)
+            .set_upload_id_marker(upload_id_marker)
+            .send()
+            .await?;
+        debug!(op = "ListMultipartUploads", prefix, request_id = out.request_id(), "listed");
+        let uploads: Vec<UnfinishedUpload> = out
+            .uploads()
+            .iter()
+            .filter_map(|u| {
+                Some(UnfinishedUpload {
+                    key: u.key()?.to_string(),
+                    upload_id: u.upload_id()?.to_string(),
+                    initiated: u.initiated().and_then(to_system_time),
+                })
+            })
+            .collect();
+        let next = if out.is_truncated().unwrap_or(false) {
+            // Not every store sends the Next markers; the page's last upload is where the
+            // next page starts either way.
+            let sent = out.next_key_marker().zip(out.next_upload_id_marker());
+            let last = uploads.last().map(|u| (u.key.as_str(), u.upload_id.as_str()));
+            let (key, upload_id) = sent.or(last).ok_or_else(|| {
+                ObjectError::Protocol("a truncated upload listing came without a way to continue it".into())
+            })?;
+            Some(UploadMarker { key: key.to_string(), upload_id: upload_id.to_string() })
+        } else {
+            None
+        };
+        Ok(UploadPage { uploads, next })
     }
 }
 

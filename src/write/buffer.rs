@@ -20,7 +20,7 @@ use tracing::{error, info};
 use super::parts::{ladder_part_count, ladder_part_range, MIN_PART};
 use super::ranges::RangeSet;
 use super::staging::StagingFile;
-use super::upload::UploadQueue;
+use super::upload::{multipart_copy, UploadQueue, MAX_SINGLE_COPY};
 use super::{WriteConfig, WriteError};
 use crate::s3::{ObjectClient, ObjectError, PutOptions};
 
@@ -297,6 +297,32 @@ impl WriteBuffer {
 
     pub fn is_dirty(&self) -> bool {
         self.must_upload || !self.dirty.is_empty()
+    }
+
+    /// Stores the whole object `source` (version `etag`, `size` bytes) as this file with a
+    /// server-side copy carrying this file's metadata, when nothing was written to it yet.
+    /// `Ok(None)` when the file is not empty (the caller copies the bytes itself).
+    pub async fn copy_from(&mut self, source: &str, etag: &str, size: u64) -> Result<Option<Uploaded>, WriteError> {
+        self.check_failed()?;
+        if self.size != 0 || !self.dirty.is_empty() || self.stream.is_some() || self.discarded {
+            return Ok(None);
+        }
+        self.stamp_mtime();
+        let result = if size > MAX_SINGLE_COPY {
+            multipart_copy(self.client.clone(), &self.cfg, source, etag, &self.key, size, &self.opts).await
+        } else {
+            self.client.copy_object(source, Some(etag), &self.key, Some(&self.opts)).await
+        };
+        match result {
+            Ok(etag) => {
+                self.base = Some(BaseObject { etag: etag.clone(), size });
+                self.base_limit = size;
+                self.set_size(size);
+                self.must_upload = false;
+                Ok(Some(Uploaded { size, etag, at: self.stamped }))
+            }
+            Err(e) => Err(self.fail(e).await),
+        }
     }
 
     /// Makes the file durable in the store; `Ok(None)` when there was nothing to upload.

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{error, Instrument};
 
 pub use buffer::{BaseObject, MetaChange, Uploaded};
-pub use upload::multipart_copy;
+pub use upload::{multipart_copy, MAX_SINGLE_COPY};
 
 use crate::s3::{ObjectClient, ObjectError, PutOptions};
 use buffer::WriteBuffer;
@@ -82,6 +82,7 @@ enum Command {
     SetMeta { meta: MetaChange, reply: Reply<()> },
     Discard { reply: Reply<()> },
     Rekey { key: String, base: BaseObject, reply: Reply<()> },
+    CopyFrom { source: String, etag: String, size: u64, reply: Reply<Option<Uploaded>> },
     Flush { reply: Reply<Option<Uploaded>> },
     Close { reply: Reply<Option<Uploaded>> },
 }
@@ -125,6 +126,9 @@ impl WriterHandle {
                         Command::Rekey { key, base, reply } => {
                             buffer.rekey(key, base);
                             drop(reply.send(Ok(())))
+                        }
+                        Command::CopyFrom { source, etag, size, reply } => {
+                            drop(reply.send(buffer.copy_from(&source, &etag, size).await))
                         }
                         Command::Flush { reply } => drop(reply.send(buffer.flush().await)),
                         Command::Close { reply } => {
@@ -182,6 +186,12 @@ impl WriterHandle {
     /// The file was renamed (after a flush): later uploads go to `key`, over `base`.
     pub async fn rekey(&self, key: String, base: BaseObject) -> Result<(), WriteError> {
         self.ask(|reply| Command::Rekey { key, base, reply }).await
+    }
+
+    /// Stores the object `source` as this (still empty) file with a server-side copy;
+    /// `Ok(None)` when the file already has data.
+    pub async fn copy_from(&self, source: String, etag: String, size: u64) -> Result<Option<Uploaded>, WriteError> {
+        self.ask(|reply| Command::CopyFrom { source, etag, size, reply }).await
     }
 
     /// Flushes and ends the task.

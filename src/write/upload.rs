@@ -15,6 +15,9 @@ use super::parts::{MAX_PART, MAX_PARTS, MIN_PART};
 use super::WriteConfig;
 use crate::s3::{CompletedPart, ObjectClient, ObjectError, PutOptions};
 
+/// The largest object CopyObject copies in one request.
+pub const MAX_SINGLE_COPY: u64 = 5 << 30;
+
 /// Copies `size` bytes of `source` (at ETag `etag`) to `dest` on the server in parts of
 /// the copy threshold (grown to stay within 10,000 parts), for objects CopyObject refuses.
 pub async fn multipart_copy(

@@ -97,6 +97,15 @@ impl Server {
         });
     }
 
+    /// Puts an object carrying user metadata (`x-amz-meta-NAME: VALUE`), as s3fs writes them.
+    pub fn put_with_meta(&self, key: &str, data: impl Into<Vec<u8>>, meta: &[(&str, &str)]) {
+        let mut req = self.client.put_object().bucket(BUCKET).key(key).body(ByteStream::from(data.into()));
+        for (name, value) in meta {
+            req = req.metadata(*name, *value);
+        }
+        self.block_on(req.send()).unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+    }
+
     /// The stored object's bytes, read with the SDK (not through the mount).
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
         let out = self.block_on(self.client.get_object().bucket(BUCKET).key(key).send()).ok()?;

@@ -1,7 +1,9 @@
 //! Real S3 endpoints on loopback for xosfs tests, demos and benchmarks.
 //!
-//! Both backends speak HTTP with SigV4 checked (s3s `SimpleAuth`), so clients exercise the
-//! same signing, retry and error paths as against a cloud endpoint:
+//! Both backends speak HTTP with SigV4 checked, so clients exercise the same signing, retry
+//! and error paths as against a cloud endpoint. The same port serves STS AssumeRole
+//! ([`sts`]): the S3 side accepts the temporary credentials it issued, with their session
+//! token, until they expire.
 //! - [`Backend::Fs`]: s3s-fs over a directory, i.e. a store where prefixes are directories;
 //! - [`Backend::Memory`]: [`MemoryStore`], S3's flat namespace (`a` and `a/b` coexist).
 //!
@@ -13,6 +15,7 @@ mod delegate;
 mod fs;
 mod instrument;
 mod memory;
+pub mod sts;
 
 pub use fs::FsStore;
 pub use instrument::{FaultAction, FaultRule, Faults, GetRange, Instrumented, Stats};
@@ -26,7 +29,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -75,6 +77,8 @@ pub struct TestServer {
     secret_key: String,
     stats: Arc<Stats>,
     faults: Arc<Faults>,
+    keys: Arc<sts::Keys>,
+    memory: Option<MemoryStore>,
     shutdown: Option<oneshot::Sender<()>>,
     runtime: Option<Runtime>,
 }
@@ -84,7 +88,9 @@ impl TestServer {
     pub fn start(config: ServerConfig) -> io::Result<TestServer> {
         let stats = Arc::new(Stats::default());
         let faults = Arc::new(Faults::default());
-        let service = build_service(&config, stats.clone(), faults.clone())?;
+        let keys = Arc::new(sts::Keys::new(config.access_key.clone(), config.secret_key.clone()));
+        let memory = matches!(config.backend, Backend::Memory).then(MemoryStore::default);
+        let service = build_service(&config, memory.clone(), keys.clone(), stats.clone(), faults.clone())?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("xosfs-testserver")
@@ -107,6 +113,8 @@ impl TestServer {
             secret_key: config.secret_key,
             stats,
             faults,
+            keys,
+            memory,
             shutdown: Some(shutdown),
             runtime: Some(runtime),
         })
@@ -134,6 +142,16 @@ impl TestServer {
     pub fn faults(&self) -> &Faults {
         &self.faults
     }
+
+    /// The STS side: AssumeRole calls, issued credentials, requests refused as expired.
+    pub fn sts(&self) -> &sts::Keys {
+        &self.keys
+    }
+
+    /// The in-memory store being served ([`Backend::Memory`] only).
+    pub fn memory_store(&self) -> Option<&MemoryStore> {
+        self.memory.as_ref()
+    }
 }
 
 impl Drop for TestServer {
@@ -153,15 +171,25 @@ impl Drop for TestServer {
     }
 }
 
-fn build_service(config: &ServerConfig, stats: Arc<Stats>, faults: Arc<Faults>) -> io::Result<S3Service> {
-    let mut builder = match &config.backend {
-        Backend::Fs(root) => {
+fn build_service(
+    config: &ServerConfig,
+    memory: Option<MemoryStore>,
+    keys: Arc<sts::Keys>,
+    stats: Arc<Stats>,
+    faults: Arc<Faults>,
+) -> io::Result<S3Service> {
+    let mut builder = match (&config.backend, memory) {
+        (Backend::Fs(root), _) => {
             std::fs::create_dir_all(root)?;
             S3ServiceBuilder::new(Instrumented::new(FsStore::new(root)?, stats, faults))
         }
-        Backend::Memory => S3ServiceBuilder::new(Instrumented::new(MemoryStore::default(), stats, faults)),
+        (Backend::Memory, memory) => {
+            S3ServiceBuilder::new(Instrumented::new(memory.unwrap_or_default(), stats, faults))
+        }
     };
-    builder.set_auth(SimpleAuth::from_single(config.access_key.clone(), config.secret_key.clone()));
+    builder.set_auth(sts::KeyAuth(keys.clone()));
+    builder.set_access(sts::SessionAccess(keys.clone()));
+    builder.set_route(sts::StsRoute(keys));
     Ok(builder.build())
 }
 

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -18,11 +19,12 @@ const MIN_PART_SIZE: usize = 5 << 20;
 /// Keys are opaque strings as in S3: `a` and `a/b` coexist, `dir/` is an ordinary (often
 /// empty) object, and `a//b` or `x/./y` are stored as given. This is the namespace real
 /// buckets have and s3s-fs cannot represent, so clients' mapping of keys to files can be
-/// tested against it.
-#[derive(Default)]
+/// tested against it. Clones share the contents, so a test can reach the store its server
+/// serves.
+#[derive(Default, Clone)]
 pub struct MemoryStore {
-    buckets: RwLock<BTreeMap<String, Bucket>>,
-    uploads_started: AtomicU64,
+    buckets: Arc<RwLock<BTreeMap<String, Bucket>>>,
+    uploads_started: Arc<AtomicU64>,
 }
 
 struct Bucket {
@@ -60,6 +62,19 @@ struct UploadedPart {
 }
 
 impl MemoryStore {
+    /// Moves the start of the unfinished uploads of keys under `prefix` back by `age`, so
+    /// that tests of stale-upload cleanup need not wait; returns how many were moved.
+    pub fn backdate_uploads(&self, bucket: &str, prefix: &str, age: Duration) -> usize {
+        let mut buckets = self.buckets.write();
+        let Some(b) = buckets.get_mut(bucket) else { return 0 };
+        let mut moved = 0;
+        for u in b.uploads.values_mut().filter(|u| u.key.starts_with(prefix)) {
+            u.initiated = u.initiated.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+            moved += 1;
+        }
+        moved
+    }
+
     /// Runs `f` on the bucket under the read lock (never held across an await).
     fn read<T>(&self, bucket: &str, f: impl FnOnce(&Bucket) -> S3Result<T>) -> S3Result<T> {
         f(self.buckets.read().get(bucket).ok_or_else(|| s3_error!(NoSuchBucket))?)

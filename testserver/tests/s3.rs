@@ -506,8 +506,7 @@ fn wrong_credentials_are_rejected() {
         assert_eq!(code(&err), "403 SignatureDoesNotMatch");
         let bad_key = client(&env.server, "someone-else", env.server.secret_key());
         let err = env.run(bad_key.list_objects_v2().bucket(BUCKET).send()).unwrap_err();
-        // s3s names an unknown access key NotSignedUp (AWS: InvalidAccessKeyId).
-        assert_eq!(code(&err), "403 NotSignedUp");
+        assert_eq!(code(&err), "403 InvalidAccessKeyId");
         let err = env.run(env.client.head_bucket().bucket("nope").send()).unwrap_err();
         assert!(code(&err).starts_with("404"), "{}", code(&err));
     }
