@@ -5,14 +5,29 @@
 # Writes bench/results.md (figures and ratios to the raw client) and bench/ratios.png.
 #
 #   scripts/bench.sh            run everything (needs root: mounts, drop_caches)
+#   scripts/bench.sh --wan      the same behind ~20 ms of round trip: the server runs in a
+#                               network namespace of its own (veth pair, link-local addresses)
+#                               behind xosfs-delay-proxy (no netem on this kernel); writes
+#                               bench/results-wan.md and bench/ratios-wan.png
 #   BENCH_FS="xosfs" scripts/bench.sh   only some filesystems
+#   BENCH_SIZE_MIB=64 scripts/bench.sh  a smaller big object (default 1024)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+WAN=0
+for arg in "$@"; do
+    case $arg in
+    --wan) WAN=1 ;;
+    *) echo "usage: scripts/bench.sh [--wan]" >&2; exit 2 ;;
+    esac
+done
+DELAY_MS=10 # one way, in each direction: 20 ms added to every round trip
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-for tool in fusermount3:fuse3 s3fs:s3fs rclone:rclone fio:fio bc:bc; do
+tools="fusermount3:fuse3 s3fs:s3fs rclone:rclone fio:fio bc:bc"
+[ "$WAN" = 1 ] && tools+=" ip:iproute2"
+for tool in $tools; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
 done
 /usr/bin/python3 -c 'import matplotlib' 2>/dev/null || missing+=(python3-matplotlib)
@@ -32,28 +47,83 @@ mkdir -p "$MNT" "$WORK/data" bench
 cleanup() {
     if mountpoint -q "$MNT"; then umount "$MNT" 2>/dev/null || umount -l "$MNT"; fi
     pkill -f "rclone mount b:bench $MNT" 2>/dev/null || true
-    [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null
+    [ -n "${PROXY:-}" ] && { kill "$PROXY" 2>/dev/null || true; }
+    [ -n "${SERVER:-}" ] && { kill "$SERVER" 2>/dev/null || true; }
+    if [ -n "${NS:-}" ]; then
+        ip netns del "$NS" 2>/dev/null || true # takes the veth pair with it, in a while
+        ip link del "$VETH" 2>/dev/null || true
+    fi
     mountpoint -q "$MNT" || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-"$ROOT/target/release/xosfs-testserver" --root "$WORK/data" --port 0 \
-    --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" --bucket bench >"$WORK/server.log" 2>&1 &
-SERVER=$!
-until grep -q "^listening" "$WORK/server.log"; do
-    kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-EP=$(sed -n 's/^listening on //p' "$WORK/server.log")
+# Starts a background command logging to $WORK/$1.log, waits for its "listening on" line and
+# prints what follows (its address); the pid goes to $WORK/$1.pid.
+start_listener() {
+    local name=$1; shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    echo $! >"$WORK/$name.pid"
+    until grep -q "^listening" "$WORK/$name.log"; do
+        kill -0 "$(cat "$WORK/$name.pid")" 2>/dev/null || { cat "$WORK/$name.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    sed -n 's/^listening on //p' "$WORK/$name.log"
+}
+
+SERVER_ARGS=(--root "$WORK/data" --port 0 --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY"
+    --bucket bench)
+if [ "$WAN" = 0 ]; then
+    EP=$(start_listener server "$ROOT/target/release/xosfs-testserver" "${SERVER_ARGS[@]}")
+    SERVER=$(cat "$WORK/server.pid")
+    SEED=$EP
+else
+    # Server and delay proxy in a namespace of their own; the server listens on the
+    # namespace's loopback, so the proxy (on the veth address) is the only way in.
+    NS=xosfs-bench-$$ VETH=xbench$$
+    NET=169.254.$(($$ % 250 + 1)).$(($$ / 250 % 63 * 4))
+    HOST_IP=${NET%.*}.$((${NET##*.} + 1)) NS_IP=${NET%.*}.$((${NET##*.} + 2))
+    ip netns add "$NS"
+    ip link add "$VETH" type veth peer name "${VETH}n" netns "$NS"
+    ip addr add "$HOST_IP/30" dev "$VETH"
+    ip link set "$VETH" up
+    ip -n "$NS" addr add "$NS_IP/30" dev "${VETH}n"
+    ip -n "$NS" link set "${VETH}n" up
+    ip -n "$NS" link set lo up
+    # `ip netns exec` execs the command, so the pids are the servers'.
+    SEED=$(start_listener server ip netns exec "$NS" "$ROOT/target/release/xosfs-testserver" "${SERVER_ARGS[@]}")
+    SERVER=$(cat "$WORK/server.pid")
+    PROXY_ADDR=$(start_listener proxy ip netns exec "$NS" "$ROOT/target/release/xosfs-delay-proxy" \
+        --listen "$NS_IP:0" --target "${SEED#http://}" --delay-ms "$DELAY_MS")
+    PROXY=$(cat "$WORK/proxy.pid")
+    EP=http://$PROXY_ADDR
+    # Round trip as a client sees it: median of 20 HEADs on one kept-alive connection.
+    RTT_MS=$(/usr/bin/python3 - "$PROXY_ADDR" <<'PY'
+import http.client, statistics, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+c = http.client.HTTPConnection(host, int(port))
+times = []
+for _ in range(21):
+    t = time.perf_counter()
+    c.request("HEAD", "/bench")
+    c.getresponse().read()
+    times.append(time.perf_counter() - t)
+print(f"{statistics.median(times[1:]) * 1000:.1f}")
+PY
+)
+    echo "wan: server in namespace $NS at $EP, measured round trip ${RTT_MS} ms"
+fi
 RAW="$ROOT/target/release/xosfs-bench-client --endpoint $EP --bucket bench"
+# Seeding is not measured: in WAN mode it goes straight to the server, inside the namespace.
+SEED_RAW="$ROOT/target/release/xosfs-bench-client --endpoint $SEED --bucket bench"
+[ "$WAN" = 1 ] && SEED_RAW="ip netns exec $NS $SEED_RAW"
 
 now() { date +%s.%N; }
 secs() { echo "$(now) - $1" | bc -l | xargs printf "%.3f"; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 echo "seeding: ${SIZE_MIB} MiB object, 10,000 small objects"
-$RAW put big.bin $((SIZE_MIB << 20)) >/dev/null
-$RAW put-many ls10k/ 10000 16 >/dev/null
+$SEED_RAW put big.bin $((SIZE_MIB << 20)) >/dev/null
+$SEED_RAW put-many ls10k/ 10000 16 >/dev/null
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/src.bin"
 
 declare -A R
@@ -142,10 +212,24 @@ for fs in $FILESYSTEMS; do
     unmount_fs "$pid"
 done
 
+if [ "$WAN" = 0 ]; then
+    OUT=bench/results.md PNG=bench/ratios.png
+    WHERE="local s3s-fs endpoint"
+else
+    OUT=bench/results-wan.md PNG=bench/ratios-wan.png
+    WHERE="s3s-fs endpoint behind $((2 * DELAY_MS)) ms of added round trip"
+fi
 # Random reads: raw does 256 GETs, the filesystems 256 reads of 64 KiB (16 MiB): same count.
 {
-    echo "# xosfs benchmark ($(date -u +%Y-%m-%d), ${SIZE_MIB} MiB object, local s3s-fs endpoint)"
+    echo "# xosfs benchmark ($(date -u +%Y-%m-%d), ${SIZE_MIB} MiB object, $WHERE)"
     echo
+    if [ "$WAN" = 1 ]; then
+        echo "The server runs in a network namespace of its own, reached over a veth pair through"
+        echo "xosfs-delay-proxy, which holds every byte back ${DELAY_MS} ms in each direction (and a new"
+        echo "connection's first bytes one more round trip, for the handshake) without limiting"
+        echo "throughput. Measured round trip of an HTTP request on an open connection: ${RTT_MS} ms."
+        echo
+    fi
     echo "Seconds (lower is better); in brackets the ratio of the raw client's time to this one"
     echo "(1.00 = as fast as the raw client, above 1 = faster). Peak RSS in MiB."
     echo
@@ -165,9 +249,9 @@ done
         done
         echo
     done
-} | tee bench/results.md
+} | tee "$OUT"
 
-/usr/bin/python3 - bench/results.md bench/ratios.png <<'PY'
+/usr/bin/python3 - "$OUT" "$PNG" <<'PY'
 import re, sys
 import matplotlib
 matplotlib.use("Agg")
@@ -194,4 +278,4 @@ ax.legend()
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=100)
 PY
-echo "wrote bench/results.md and bench/ratios.png"
+echo "wrote $OUT and $PNG"

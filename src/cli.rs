@@ -170,7 +170,9 @@ pub struct MountArgs {
 
     /// Seconds that attributes and directory listings are trusted before the store is asked
     /// again (also the kernel's cache time); changes by other clients show after this.
-    #[arg(long, value_name = "SECONDS", default_value = "1")]
+    /// Long enough that `ls -l` of a big directory over a slow link finds every entry's
+    /// attributes still fresh from the listing.
+    #[arg(long, value_name = "SECONDS", default_value = "10")]
     pub attr_ttl: f64,
 
     /// Seconds that names found in a directory are trusted by the kernel before it looks

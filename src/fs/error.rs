@@ -18,6 +18,8 @@ pub enum FsError {
     BadHandle,
     #[error("invalid file name")]
     InvalidName,
+    #[error("file name too long")]
+    NameTooLong,
     #[error("file exists")]
     Exists,
     #[error("directory not empty")]
@@ -51,6 +53,7 @@ impl FsError {
             FsError::NotSupported => libc::ENOTSUP,
             FsError::BadHandle => libc::EBADF,
             FsError::InvalidName => libc::EINVAL,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,
             FsError::Busy => libc::EBUSY,

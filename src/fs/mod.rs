@@ -44,6 +44,9 @@ const LISTING_HEADS: usize = 32;
 /// files are copied by the caller.
 pub const MAX_COPY_RANGE_REPLY: u64 = (u32::MAX - 0xfff) as u64;
 
+/// The longest key S3 (and XOS) stores, in bytes; one byte is kept for a directory's `/`.
+const MAX_KEY_LEN: usize = 1024;
+
 /// Keys per listing request: the most S3 and XOS return in one page.
 const LIST_PAGE_KEYS: i32 = 1000;
 
@@ -257,6 +260,9 @@ impl Fs {
         let dir = self.inode(parent)?;
         if dir.kind != Kind::Directory {
             return Err(FsError::NotDirectory);
+        }
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
         }
         if invalid_name_reason(name).is_some() {
             return Err(FsError::NotFound);
@@ -607,7 +613,12 @@ impl Fs {
     /// not stored when closed.
     pub async fn unlink(&self, parent: u64, name: &str) -> Result<(), FsError> {
         let dir = self.writable_dir(parent, name)?;
-        let child = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
+        // The kernel resolved the name just now: no need to ask the store again (deleting
+        // a key someone else removed meanwhile is harmless).
+        let child = match self.inodes.child(parent, name) {
+            Some(known) => known,
+            None => self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?,
+        };
         if child.kind == Kind::Directory {
             return Err(FsError::IsDirectory);
         }
@@ -797,8 +808,14 @@ impl Fs {
         if dir.kind != Kind::Directory {
             return Err(FsError::NotDirectory);
         }
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
         if invalid_name_reason(name).is_some() {
             return Err(FsError::InvalidName);
+        }
+        if self.key(&dir)?.len() + name.len() + 1 > MAX_KEY_LEN {
+            return Err(FsError::NameTooLong);
         }
         Ok(dir)
     }
