@@ -134,7 +134,7 @@ R[raw,write]=$($RAW put raw-write.bin $((SIZE_MIB << 20)))
 R[raw,small]=$($RAW small raw-small/ 1000)
 R[raw,ls_cold]=$($RAW list ls10k/)
 R[raw,ls_warm]=${R[raw,ls_cold]}
-R[raw,rss]=0
+R[raw,rss]=0 R[raw,rss_read]=0 R[raw,rss_write]=0
 
 wait_mounted() {
     for _ in $(seq 300); do mountpoint -q "$MNT" && return 0; sleep 0.1; done
@@ -166,6 +166,11 @@ unmount_fs() {
     umount "$MNT" 2>/dev/null || umount -l "$MNT"
     for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
 }
+
+# Peak resident memory of a daemon so far (MiB), and forgetting it (Linux clear_refs 5).
+hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+reset_hwm() { echo 5 >"/proc/$1/clear_refs"; }
+max() { if [ "$1" -ge "$2" ]; then echo "$1"; else echo "$2"; fi; }
 
 small_files() {
     # 1,000 files of 4 KiB created, read back and removed; creation counts until the store
@@ -199,16 +204,22 @@ for fs in $FILESYSTEMS; do
     pid=$(mount_fs "$fs")
     t=$(now); ls -l "$MNT/ls10k" >/dev/null; R[$fs,ls_cold]=$(secs "$t")
     t=$(now); ls -l "$MNT/ls10k" >/dev/null; R[$fs,ls_warm]=$(secs "$t")
+    peak=$(hwm "$pid"); reset_hwm "$pid"
     t=$(now); cat "$MNT/big.bin" >/dev/null; R[$fs,read]=$(secs "$t")
     t=$(now); cat "$MNT/big.bin" >/dev/null; R[$fs,reread]=$(secs "$t")
+    R[$fs,rss_read]=$(hwm "$pid")
     drop_caches
     t=$(now)
     fio --name=rand --filename="$MNT/big.bin" --rw=randread --bs=64k --io_size=16m --size=$((SIZE_MIB))m \
         --ioengine=psync --readonly --randrepeat=1 >/dev/null
     R[$fs,random]=$(secs "$t")
+    peak=$(max "$peak" "$(max "${R[$fs,rss_read]}" "$(hwm "$pid")")")
+    # A fresh mount for the write, so its peak is the writer's, not the read cache's.
+    unmount_fs "$pid"; pid=$(mount_fs "$fs")
     t=$(now); dd if="$WORK/src.bin" of="$MNT/write-$fs.bin" bs=8M conv=fsync status=none; R[$fs,write]=$(secs "$t")
+    R[$fs,rss_write]=$(hwm "$pid")
     R[$fs,small]=$(small_files "$fs")
-    R[$fs,rss]=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")
+    R[$fs,rss]=$(max "$peak" "$(hwm "$pid")")
     unmount_fs "$pid"
 done
 
@@ -235,16 +246,18 @@ fi
     echo
     printf "| workload | raw client |"; for fs in $FILESYSTEMS; do printf " %s |" "$fs"; done; echo
     printf "|---|---|"; for _ in $FILESYSTEMS; do printf -- "---|"; done; echo
-    for w in read reread random write small ls_cold ls_warm rss; do
+    for w in read reread random write small ls_cold ls_warm rss_read rss_write rss; do
         case $w in
         read) name="cold sequential read" ;; reread) name="warm re-read" ;;
         random) name="random 64 KiB reads (256)" ;; write) name="sequential write + fsync" ;;
         small) name="1,000 x 4 KiB create/read/remove" ;; ls_cold) name="ls -l 10,000 objects, cold" ;;
-        ls_warm) name="ls -l 10,000 objects, warm" ;; rss) name="peak RSS (MiB)" ;;
+        ls_warm) name="ls -l 10,000 objects, warm" ;; rss) name="peak RSS, whole run (MiB)" ;;
+        rss_read) name="peak RSS reading ${SIZE_MIB} MiB twice (MiB)" ;;
+        rss_write) name="peak RSS writing ${SIZE_MIB} MiB, fresh mount (MiB)" ;;
         esac
         printf "| %s | %s |" "$name" "${R[raw,$w]}"
         for fs in $FILESYSTEMS; do
-            if [ "$w" = rss ]; then printf " %s |" "${R[$fs,$w]}"
+            if [[ $w = rss* ]]; then printf " %s |" "${R[$fs,$w]}"
             else printf " %s (%.2f) |" "${R[$fs,$w]}" "$(echo "${R[raw,$w]} / ${R[$fs,$w]}" | bc -l)"; fi
         done
         echo

@@ -182,6 +182,15 @@ fn listings_fetch_posix_attributes_only_where_objects_carry_them() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("-rw-r--r--")).count(), 40);
     assert_eq!(server.server.stats().count("HeadObject"), 0, "ls -l of objects without metadata sent HEADs");
 
+    // Listed again within the TTL: from memory, with this mount's own change in it.
+    std::fs::write(m.join("plain/new"), b"n").unwrap();
+    std::fs::remove_file(m.join("plain/f00")).unwrap();
+    let lists = server.server.stats().count("ListObjects");
+    let names = common::ls(&m.join("plain"));
+    assert_eq!(server.server.stats().count("ListObjects"), lists, "a fresh listing was asked for again");
+    assert_eq!(names.len(), 40);
+    assert!(names.contains(&"new".to_string()) && !names.contains(&"f00".to_string()));
+
     let out = std::process::Command::new("ls").arg("-ln").arg(m.join("posix")).output().unwrap();
     assert!(out.status.success());
     let listing = String::from_utf8_lossy(&out.stdout).to_string();

@@ -1116,6 +1116,17 @@ impl Fs {
             h.entries.push(DirEntry { name: "..".into(), attr: self.attr_of(&parent) });
             h.started = true;
         }
+        if h.entries.len() == 2 && !h.done && h.next.is_none() {
+            // A directory listed completely within the TTL is listed from memory: every
+            // name it had is in the inode table, with this mount's changes since.
+            let dir = self.inode(h.ino)?;
+            if dir.listed_within(self.cfg.metadata_ttl) {
+                for (name, inode) in self.inodes.children_of(h.ino) {
+                    h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
+                }
+                h.done = true;
+            }
+        }
         let offset = offset as usize;
         while !h.done && h.entries.len() < offset.saturating_add(want) {
             self.list_more(&mut h).await?;
@@ -1166,6 +1177,17 @@ impl Fs {
             h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
         }
         if h.done {
+            // Names the store no longer has (and this mount did not make since the listing
+            // began) leave the table, which then holds exactly this directory's children.
+            let listed: std::collections::HashSet<&str> = h.entries.iter().map(|e| e.name.as_str()).collect();
+            for (name, child) in self.inodes.children_of(h.ino) {
+                if !listed.contains(name.as_str())
+                    && !self.writers.contains_key(&child.ino)
+                    && child.confirmed_before(h.began)
+                {
+                    self.inodes.unlink_child(h.ino, &name, child.ino);
+                }
+            }
             dir.mark_listed(h.began);
             // Files created here and not yet stored exist only locally until closed.
             let local: Vec<Arc<Inode>> =

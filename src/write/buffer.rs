@@ -276,9 +276,12 @@ impl WriteBuffer {
     }
 
     /// Writes the mtime (explicit, else now) into the metadata of the upload about to start.
+    /// The time is kept in whole seconds, as stored, so a file's mtime does not change
+    /// when it is next read from the store.
     fn stamp_mtime(&mut self) {
-        self.stamped = self.mtime.unwrap_or_else(SystemTime::now);
-        let secs = self.stamped.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let when = self.mtime.unwrap_or_else(SystemTime::now);
+        let secs = when.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        self.stamped = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
         self.opts.metadata.insert("mtime".into(), secs.to_string());
     }
 
