@@ -3,6 +3,7 @@
 //! Keys are derived from the parent chain, not stored, so renaming a directory moves
 //! everything below it at once.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -150,7 +151,9 @@ impl Inode {
 pub struct InodeTable {
     root_prefix: String,
     inodes: DashMap<u64, Arc<Inode>>,
-    children: DashMap<(u64, String), u64>,
+    /// Directory inode -> its children by name, so one directory's names are at hand
+    /// without scanning the others'.
+    children: DashMap<u64, HashMap<String, u64>>,
     next_ino: AtomicU64,
 }
 
@@ -171,7 +174,7 @@ impl InodeTable {
     }
 
     pub fn child(&self, parent: u64, name: &str) -> Option<Arc<Inode>> {
-        let ino = *self.children.get(&(parent, name.to_string()))?;
+        let ino = *self.children.get(&parent)?.get(name)?;
         self.get(ino)
     }
 
@@ -200,25 +203,23 @@ impl InodeTable {
     /// Moves `inode` to `name` in `new_parent`; whatever had that name loses it.
     pub fn rename(&self, inode: &Inode, new_parent: u64, name: &str) {
         let old = inode.location.lock().clone();
-        self.children.remove_if(&(old.parent, old.name), |_, v| *v == inode.ino);
+        self.unlink_child(old.parent, &old.name, inode.ino);
         *inode.location.lock() = Location { parent: new_parent, name: name.to_string() };
-        self.children.insert((new_parent, name.to_string()), inode.ino);
+        self.children.entry(new_parent).or_default().insert(name.to_string(), inode.ino);
     }
 
     /// The inode for `name` in `parent` with this kind, made if needed. A name whose kind
     /// changed (a file replaced by a directory) gets a new inode number.
     pub fn upsert_child(&self, parent: &Inode, name: &str, kind: Kind) -> Arc<Inode> {
-        let slot = self.children.entry((parent.ino, name.to_string()));
-        if let dashmap::Entry::Occupied(e) = &slot {
-            if let Some(existing) = self.get(*e.get()) {
-                if existing.kind == kind {
-                    return existing;
-                }
+        let mut names = self.children.entry(parent.ino).or_default();
+        if let Some(existing) = names.get(name).and_then(|ino| self.get(*ino)) {
+            if existing.kind == kind {
+                return existing;
             }
         }
         let inode = Arc::new(Inode::new(self.next_ino.fetch_add(1, Ordering::Relaxed), kind, parent.ino, name, 0));
         self.inodes.insert(inode.ino, inode.clone());
-        slot.insert(inode.ino);
+        names.insert(name.to_string(), inode.ino);
         inode
     }
 
@@ -242,7 +243,7 @@ impl InodeTable {
             self.inodes.remove(&ino);
             let loc = inode.location.lock().clone();
             // A name dropped from the table leaves its directory's listing incomplete.
-            if self.children.remove_if(&(loc.parent, loc.name), |_, v| *v == ino).is_some() {
+            if self.unlink_child(loc.parent, &loc.name, ino) {
                 if let Some(parent) = self.get(loc.parent) {
                     parent.state.lock().listed = None;
                 }
@@ -250,22 +251,26 @@ impl InodeTable {
         }
     }
 
-    /// The children of `dir` in the table, by name. Scans the whole table: used only to
-    /// answer a listing from memory, which would otherwise cost a request per 1,000 names.
+    /// The children of `dir` in the table, by name.
     pub fn children_of(&self, dir: u64) -> Vec<(String, Arc<Inode>)> {
-        let mut out: Vec<(String, Arc<Inode>)> = self
-            .children
-            .iter()
-            .filter(|e| e.key().0 == dir)
-            .filter_map(|e| self.get(*e.value()).map(|i| (e.key().1.clone(), i)))
-            .collect();
+        let names: Vec<(String, u64)> =
+            self.children.get(&dir).map(|n| n.iter().map(|(k, v)| (k.clone(), *v)).collect()).unwrap_or_default();
+        let mut out: Vec<(String, Arc<Inode>)> =
+            names.into_iter().filter_map(|(name, ino)| self.get(ino).map(|i| (name, i))).collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 
-    /// Drops a child that the store says is gone, so the next lookup asks again.
-    pub fn unlink_child(&self, parent: u64, name: &str, ino: u64) {
-        self.children.remove_if(&(parent, name.to_string()), |_, v| *v == ino);
+    /// Drops `name` from `parent` if it still names `ino` (the store says it is gone, so
+    /// the next lookup asks again); whether it did.
+    pub fn unlink_child(&self, parent: u64, name: &str, ino: u64) -> bool {
+        let Some(mut names) = self.children.get_mut(&parent) else { return false };
+        if names.get(name) == Some(&ino) {
+            names.remove(name);
+            true
+        } else {
+            false
+        }
     }
 }
 

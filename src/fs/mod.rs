@@ -944,34 +944,24 @@ impl Fs {
         edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
     ) -> Result<(), FsError> {
         let key = self.key(inode)?;
-        let mut info = match self.client.head_object(&key).await {
-            Ok(info) => info,
-            Err(ObjectError::NotFound) if inode.kind == Kind::Directory => {
-                let current = self.attr_of(inode);
-                let mut info = ObjectInfo {
-                    size: 0,
-                    content_type: None,
-                    last_modified: Some(current.mtime),
-                    etag: None,
-                    storage_class: None,
-                    metadata: self
-                        .marker_options(
-                            libc::S_IFDIR | u32::from(current.perm),
-                            current.uid,
-                            current.gid,
-                            current.mtime,
-                        )
-                        .metadata,
-                };
-                edit(&mut info)?;
-                let opts = self.marker_options(0, 0, 0, current.mtime);
-                let opts = PutOptions { metadata: info.metadata.clone(), ..opts };
-                let etag = self.client.put_object(&key, Bytes::new(), &opts).await?;
-                let posix = PosixMeta::from_metadata(&info.metadata);
-                inode.set_stat(ObjectStat { etag, posix, ..ObjectStat::default() });
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+        let Some(mut info) = self.stored_info(inode).await? else {
+            let current = self.attr_of(inode);
+            let dir_mode = libc::S_IFDIR | u32::from(current.perm);
+            let opts = self.marker_options(dir_mode, current.uid, current.gid, current.mtime);
+            let mut info = ObjectInfo {
+                size: 0,
+                content_type: opts.content_type.clone(),
+                last_modified: Some(current.mtime),
+                etag: None,
+                storage_class: None,
+                metadata: opts.metadata.clone(),
+            };
+            edit(&mut info)?;
+            let opts = PutOptions { metadata: info.metadata, ..opts };
+            let etag = self.client.put_object(&key, Bytes::new(), &opts).await?;
+            let posix = PosixMeta::from_metadata(&opts.metadata);
+            inode.set_stat(ObjectStat { etag, posix, ..ObjectStat::default() });
+            return Ok(());
         };
         if info.size > MAX_SINGLE_COPY {
             return Err(FsError::NotSupported);
