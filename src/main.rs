@@ -20,15 +20,7 @@ use xosfs::s3::{ObjectClient, ObjectError};
 use xosfs::write::WriteConfig;
 use xosfs::{cleanup, cli, credentials};
 
-/// Allocations from this size up get their own mapping, returned to the system when
-/// freed. glibc otherwise raises this threshold after the first large free, and the cache's
-/// evicted 1 MiB blocks then stay in per-thread heaps: resident memory would exceed
-/// --cache-size by whatever the heaps keep.
-const MMAP_THRESHOLD: i32 = 256 << 10;
-
 fn main() -> ExitCode {
-    // SAFETY: mallopt only sets an allocator parameter; called before any other thread.
-    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD) };
     let (args, helper) = cli::helper_args(std::env::args_os().collect::<Vec<OsString>>());
     match cli::parse(args) {
         Ok(Invocation::Mount(args)) => mount_main(*args, helper),
@@ -101,7 +93,9 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
         report.failed(&format!("cannot open log file: {e}"));
         return ExitCode::from(1);
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+    // One worker per core (the default): requests never block a worker, and more workers
+    // than cores only add context switches to every request.
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             report.failed(&format!("cannot start the runtime: {e}"));

@@ -6,9 +6,10 @@
 //! with that ETag, so bytes of two versions are never mixed either.
 //!
 //! Fetches are runs of consecutive blocks in one ranged GET, received as a stream and
-//! cut into blocks as the bytes arrive, each block its own allocation (so evicting one
-//! frees it). While a block is being fetched it is *pending*: other readers of the same
-//! block wait for that GET instead of sending their own.
+//! cut into blocks as the bytes arrive, each block its own buffer (so evicting one
+//! frees it, for the next block fetched to reuse: [`BlockBuffers`]). While a block is
+//! being fetched it is *pending*: other readers of the same block wait for that GET
+//! instead of sending their own.
 //!
 //! Memory: blocks held (`cached`) plus bytes reserved by fetches ahead of readers
 //! (`reserved`) stay within the capacity; inserting evicts least recently used blocks.
@@ -23,7 +24,7 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use futures_util::future::{BoxFuture, FutureExt, Shared};
@@ -33,11 +34,15 @@ use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
+use super::buffers::BlockBuffers;
 use crate::s3::{ObjectClient, ObjectError};
 
 /// Attempts at one run of blocks when the connection breaks while the body arrives
 /// (the SDK retries failed requests, not bodies cut short).
 const BODY_ATTEMPTS: u32 = 2;
+/// Free block buffers kept for reuse, in bytes: a part's worth of blocks evicted at once
+/// to make room for the part's fetch.
+const FREE_BUFFERS: u64 = 16 << 20;
 
 /// One version of one object: what a reader reads, fixed at open.
 #[derive(Debug, Clone)]
@@ -102,6 +107,7 @@ pub struct BlockCache {
     client: Arc<ObjectClient>,
     block_size: u64,
     capacity: u64,
+    buffers: Arc<BlockBuffers>,
     lru: Mutex<Lru>,
     reserved: AtomicU64,
     pending: DashMap<BlockId, Pending>,
@@ -114,6 +120,7 @@ impl BlockCache {
             client,
             block_size,
             capacity,
+            buffers: BlockBuffers::new(block_size as usize, (FREE_BUFFERS / block_size).max(2) as usize),
             lru: Mutex::new(Lru { blocks: LruCache::unbounded(), bytes: 0 }),
             reserved: AtomicU64::new(0),
             pending: DashMap::new(),
@@ -346,15 +353,17 @@ impl Run {
     async fn receive(&mut self, range: Range<u64>) -> Result<(), ObjectError> {
         let cache = self.cache.clone();
         let mut body = cache.client.get_stream(&self.object.key, range.clone(), Some(&self.object.etag)).await?;
-        let mut block = BytesMut::with_capacity(self.next_len() as usize);
+        let mut block = Vec::new();
         while let Some(mut chunk) = body.next_chunk().await? {
             while !chunk.is_empty() && !self.senders.is_empty() {
+                if block.capacity() == 0 {
+                    block = cache.buffers.take();
+                }
                 let take = (self.next_len() as usize - block.len()).min(chunk.len());
                 block.extend_from_slice(&chunk.split_to(take));
                 if block.len() as u64 == self.next_len() {
-                    let full = std::mem::replace(&mut block, BytesMut::new()).freeze();
+                    let full = cache.buffers.freeze(std::mem::take(&mut block));
                     self.deliver(full);
-                    block.reserve(self.next_len() as usize);
                 }
             }
         }
@@ -369,7 +378,7 @@ impl Run {
         }
     }
 
-    fn position(&self, partial: &BytesMut) -> u64 {
+    fn position(&self, partial: &[u8]) -> u64 {
         self.next * self.cache.block_size + partial.len() as u64
     }
 

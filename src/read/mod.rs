@@ -3,6 +3,7 @@
 //! [`Prefetcher`]: per open file, sequential detection and a read-ahead window that
 //! grows geometrically, fetched into the cache.
 
+mod buffers;
 mod cache;
 mod prefetch;
 #[cfg(test)]

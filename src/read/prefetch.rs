@@ -4,7 +4,9 @@
 //! its reads are served from cache blocks, and blocks ahead of it are fetched before it
 //! asks, in a window that starts at one block (a small first GET, for time to first
 //! byte) and doubles with every sequential read up to `max_window`, as GETs of up to
-//! [`PART`] each, several in flight at once. A reader that jumps elsewhere gets exactly
+//! [`PART`] each, several in flight at once. The window is topped up in runs of at
+//! least half of it (up to a part), so a streaming reader costs a GET per part rather
+//! than one per block it consumes. A reader that jumps elsewhere gets exactly
 //! the bytes it asked for in one GET (or from blocks already cached) and no read-ahead:
 //! fetching a whole block for a 4 KiB probe costs more than it saves. Forward seeks that
 //! land within the window stay sequential.
@@ -134,8 +136,14 @@ impl Prefetcher {
         let mut from = st.frontier.max(end.div_ceil(bs));
         let to = (end + st.window).div_ceil(bs).min(blocks_in_file);
         let run = (PART / bs).max(1);
+        // Runs of at least half the window, up to a part (or what is left of the object):
+        // topping the window up as each block is consumed would be a GET per block.
+        let least = run.min(st.window / bs / 2).max(1);
         while from < to {
             let run_end = (from + run).min(to);
+            if run_end - from < least && run_end < blocks_in_file {
+                break;
+            }
             let prefetch = self.cache.prefetch(object, from..run_end);
             st.fetches.extend(prefetch.fetches);
             if !prefetch.complete {

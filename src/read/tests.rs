@@ -164,6 +164,10 @@ async fn a_sequential_reader_starts_small_and_widens_its_window() {
     assert_eq!(first.len, Some(MIB));
     assert!(gets.iter().any(|g| g.len == Some(PART)), "no part-sized GET: {gets:?}");
     assert!(gets.iter().all(|g| g.len.is_some_and(|l| l <= PART)));
+    // Once the window is wide, it is topped up a whole part at a time, not a block per read.
+    let narrow: Vec<_> =
+        gets.iter().filter(|g| g.start >= 16 * MIB && g.start + g.len.unwrap() < size as u64).collect();
+    assert!(narrow.iter().all(|g| g.len == Some(PART)), "{narrow:?}");
     // Every byte was fetched exactly once.
     let mut covered: Vec<(u64, u64)> = gets.iter().map(|g| (g.start, g.start + g.len.unwrap())).collect();
     covered.sort();

@@ -201,16 +201,16 @@ impl WriteBuffer {
 
     /// The file's bytes in `r`: staged bytes, else the base's, else zeros.
     async fn assemble(&self, r: Range<u64>) -> Result<Bytes, ObjectError> {
+        let pieces = self.present.pieces(r.clone());
+        if let [(piece, true)] = pieces.as_slice() {
+            // All staged (a file written from the start): the staging read is the part.
+            return self.read_staged(piece.clone()).await.map(Bytes::from);
+        }
         let mut out = Vec::with_capacity((r.end - r.start) as usize);
-        for (piece, held) in self.present.pieces(r) {
+        for (piece, held) in pieces {
             let len = (piece.end - piece.start) as usize;
             if held {
-                let staging = self.staging.as_ref().expect("held bytes live in the staging file");
-                let bytes = staging
-                    .read_at(piece.start, len)
-                    .await
-                    .map_err(|e| ObjectError::Protocol(format!("reading staging file: {e}")))?;
-                out.extend_from_slice(&bytes);
+                out.extend_from_slice(&self.read_staged(piece).await?);
                 continue;
             }
             let from_base = match &self.base {
@@ -228,6 +228,14 @@ impl WriteBuffer {
             out.resize(out.len() + (len - (from_base.end.saturating_sub(from_base.start)) as usize), 0);
         }
         Ok(Bytes::from(out))
+    }
+
+    async fn read_staged(&self, r: Range<u64>) -> Result<Vec<u8>, ObjectError> {
+        let staging = self.staging.as_ref().expect("held bytes live in the staging file");
+        staging
+            .read_at(r.start, (r.end - r.start) as usize)
+            .await
+            .map_err(|e| ObjectError::Protocol(format!("reading staging file: {e}")))
     }
 
     pub async fn read(&mut self, offset: u64, size: u32) -> Result<Bytes, WriteError> {
