@@ -122,7 +122,7 @@ SEED_RAW="$ROOT/target/release/xosfs-bench-client --endpoint $SEED --bucket benc
 
 now() { date +%s.%N; }
 secs() { echo "$(now) - $1" | bc -l | xargs printf "%.3f"; }
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(($# / 2 + 1))p"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # Every cold start drops this machine's caches, then reads the server's own files back into
 # memory: the endpoint stands for a remote store with caches of its own, and no client should
 # pay for the local disk (the raw client read the object right after it was written).
@@ -137,14 +137,15 @@ $SEED_RAW put-many ls10k/ 10000 16 >/dev/null
 head -c $((SIZE_MIB << 20)) /dev/urandom >"$WORK/src.bin"
 
 declare -A R
-reads=() randoms=()
-for _ in $(seq "$REPEAT"); do
-    drop_caches; reads+=("$($RAW get big.bin)")
-    drop_caches; randoms+=("$($RAW random big.bin 256)")
-done
-R[raw,read]=$(median "${reads[@]}")
-R[raw,reread]=${R[raw,read]}
-R[raw,random]=$(median "${randoms[@]}")
+# The raw client's cold and random reads are sampled here and again before each of every
+# filesystem's, and the median of all is its figure: this shared machine's speed drifts
+# over a run, and a raw figure from its start alone would be compared with later ones.
+raw_reads=() raw_randoms=()
+raw_samples() {
+    drop_caches; raw_reads+=("$($RAW get big.bin)")
+    drop_caches; raw_randoms+=("$($RAW random big.bin 256)")
+}
+for _ in $(seq "$REPEAT"); do raw_samples; done
 R[raw,write]=$($RAW put raw-write.bin $((SIZE_MIB << 20)))
 R[raw,small]=$($RAW small raw-small/ 1000)
 R[raw,ls_cold]=$($RAW list ls10k/)
@@ -224,7 +225,8 @@ for fs in $FILESYSTEMS; do
     # daemon's own cache would answer some reads without a request.
     reads=() randoms=()
     for r in $(seq "$REPEAT"); do
-        unmount_fs "$pid"; drop_caches; pid=$(mount_fs "$fs")
+        unmount_fs "$pid"; raw_samples
+        drop_caches; pid=$(mount_fs "$fs")
         t=$(now); cat "$MNT/big.bin" >/dev/null; reads+=("$(secs "$t")")
         if [ "$r" = "$REPEAT" ]; then # the last mount also re-reads, for the warm figure
             t=$(now); cat "$MNT/big.bin" >/dev/null; R[$fs,reread]=$(secs "$t")
@@ -249,6 +251,9 @@ for fs in $FILESYSTEMS; do
     unmount_fs "$pid"
 done
 
+R[raw,read]=$(median "${raw_reads[@]}") R[raw,random]=$(median "${raw_randoms[@]}")
+R[raw,reread]=${R[raw,read]}
+
 if [ "$WAN" = 0 ]; then
     OUT=bench/results.md PNG=bench/ratios.png
     WHERE="local s3s-fs endpoint"
@@ -271,6 +276,7 @@ fi
     echo "(1.00 = as fast as the raw client, above 1 = faster). Peak RSS in MiB. Cold and random"
     echo "reads: the median of $REPEAT, each on a fresh mount after dropping this machine's caches"
     echo "(the server's files are read back into memory); random reads timed by fio's own runtime."
+    echo "The raw client's: the median of ${#raw_reads[@]}, taken before each of those and at the start."
     echo
     printf "| workload | raw client |"; for fs in $FILESYSTEMS; do printf " %s |" "$fs"; done; echo
     printf "|---|---|"; for _ in $FILESYSTEMS; do printf -- "---|"; done; echo
