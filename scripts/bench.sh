@@ -183,9 +183,8 @@ unmount_fs() {
     for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
 }
 
-# Peak resident memory of a daemon so far (MiB), and forgetting it (Linux clear_refs 5).
+# Peak resident memory of a daemon so far (MiB).
 hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-reset_hwm() { echo 5 >"/proc/$1/clear_refs"; }
 max() { if [ "$1" -ge "$2" ]; then echo "$1"; else echo "$2"; fi; }
 
 small_files() {

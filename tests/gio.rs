@@ -9,7 +9,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{ls, Server, BUCKET};
+use common::{ls, Server};
 use xosfs_testserver::pseudo_random_bytes;
 
 /// A gio command with an environment of its own: a private runtime dir and a home on the
@@ -55,13 +55,6 @@ impl Gio {
     fn stdout(&self, args: &[&dyn AsRef<std::ffi::OsStr>]) -> String {
         String::from_utf8(self.run(args).stdout).unwrap()
     }
-}
-
-fn keys(server: &Server) -> Vec<String> {
-    let out = server.block_on(server.client.list_objects_v2().bucket(BUCKET).send()).unwrap();
-    let mut keys: Vec<String> = out.contents().iter().map(|o| o.key().unwrap().to_string()).collect();
-    keys.sort();
-    keys
 }
 
 /// `key: value` lines of `gio info` output, attributes indented below "attributes:".
@@ -136,7 +129,7 @@ fn gio_list_info_copy_move_and_mkdir() {
     gio.run(&[&"rename", &m.join("in.txt"), &"renamed.txt"]);
     assert_eq!(server.stored("renamed.txt").unwrap(), b"incoming");
     gio.run(&[&"mkdir", &m.join("New Folder")]);
-    assert!(keys(&server).contains(&"New Folder/".to_string()));
+    assert!(server.keys().contains(&"New Folder/".to_string()));
     gio.run(&[&"remove", &m.join("renamed.txt")]);
     assert!(server.stored("renamed.txt").is_none());
     assert_eq!(ls(m.path()), ["New Folder", "moved.txt", "notes.txt", "photos", "stamped.txt", "sub-moved"]);

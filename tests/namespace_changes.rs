@@ -10,21 +10,6 @@ use std::path::Path;
 use common::{ls, sha256, Server, BUCKET};
 use xosfs_testserver::{pseudo_random_bytes, FaultAction, FaultRule};
 
-fn keys(server: &Server) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut token = None;
-    loop {
-        let out = server
-            .block_on(server.client.list_objects_v2().bucket(BUCKET).set_continuation_token(token).send())
-            .unwrap();
-        keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_string()));
-        match out.next_continuation_token() {
-            Some(t) => token = Some(t.to_string()),
-            None => return keys,
-        }
-    }
-}
-
 fn renameat2(from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
     let (a, b) = (CString::new(from.as_os_str().as_bytes()).unwrap(), CString::new(to.as_os_str().as_bytes()).unwrap());
     // SAFETY: two valid NUL-terminated paths; the call keeps neither.
@@ -43,7 +28,7 @@ fn mkdir_rmdir_unlink_and_their_errors() {
     // No caching, so the emptied implicit directory is seen gone at once.
     let m = server.mount(&["--attr-ttl", "0"]);
     std::fs::create_dir(m.join("made")).unwrap();
-    assert!(keys(&server).contains(&"made/".to_string()), "mkdir writes a marker");
+    assert!(server.keys().contains(&"made/".to_string()), "mkdir writes a marker");
     assert!(std::fs::metadata(m.join("made")).unwrap().is_dir());
     assert_eq!(std::fs::create_dir(m.join("made")).unwrap_err().raw_os_error(), Some(libc::EEXIST));
     assert_eq!(std::fs::remove_dir(m.join("full")).unwrap_err().raw_os_error(), Some(libc::ENOTEMPTY));
@@ -51,10 +36,10 @@ fn mkdir_rmdir_unlink_and_their_errors() {
     assert_eq!(std::fs::remove_file(m.join("made")).unwrap_err().raw_os_error(), Some(libc::EISDIR));
     assert_eq!(std::fs::remove_file(m.join("nope")).unwrap_err().kind(), std::io::ErrorKind::NotFound);
     std::fs::remove_dir(m.join("made")).unwrap();
-    assert!(!keys(&server).contains(&"made/".to_string()));
+    assert!(!server.keys().contains(&"made/".to_string()));
     std::fs::remove_file(m.join("full/file")).unwrap();
     // An implicit directory with no marker goes away with its last file.
-    assert!(keys(&server).is_empty());
+    assert!(server.keys().is_empty());
     assert!(!m.join("full").exists());
     // Hard links cannot exist for objects.
     std::fs::write(m.join("a"), "a").unwrap();
@@ -115,7 +100,7 @@ fn rename_directory_moves_every_key_in_batches() {
     let m = server.mount(&[]);
     let before = server.server.stats().count("DeleteObjects");
     std::fs::rename(m.join("src"), m.join("dst")).unwrap();
-    let all = keys(&server);
+    let all = server.keys();
     assert_eq!(all.len(), 1202);
     assert!(
         all.iter().all(|k| k.starts_with("dst/")),

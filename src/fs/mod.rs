@@ -1105,11 +1105,8 @@ impl Fs {
             h.entries.push(DirEntry { name: ".".into(), attr: self.attr_of(&dir) });
             h.entries.push(DirEntry { name: "..".into(), attr: self.attr_of(&parent) });
             h.started = true;
-        }
-        if h.entries.len() == 2 && !h.done && h.next.is_none() {
             // A directory listed completely within the TTL is listed from memory: every
             // name it had is in the inode table, with this mount's changes since.
-            let dir = self.inode(h.ino)?;
             if dir.listed_within(self.cfg.metadata_ttl) {
                 for (name, inode) in self.inodes.children_of(h.ino) {
                     h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });

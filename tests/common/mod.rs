@@ -106,6 +106,22 @@ impl Server {
         self.block_on(req.send()).unwrap_or_else(|e| panic!("put {key}: {e:?}"));
     }
 
+    /// Every key in the bucket, in the store's (sorted) order, paging as needed.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .block_on(self.client.list_objects_v2().bucket(BUCKET).set_continuation_token(token).send())
+                .unwrap();
+            keys.extend(out.contents().iter().map(|o| o.key().unwrap().to_string()));
+            match out.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return keys,
+            }
+        }
+    }
+
     /// The stored object's bytes, read with the SDK (not through the mount).
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
         let out = self.block_on(self.client.get_object().bucket(BUCKET).key(key).send()).ok()?;
