@@ -43,8 +43,16 @@ impl Ttls {
         match result {
             Ok(attr) => reply.entry_with_ttls(&self.attr, &self.entry, &file_attr(&attr), Generation(0)),
             Err(FsError::NotFound) if !self.negative.is_zero() => {
-                let none =
-                    Attr { ino: 0, kind: Kind::File, size: 0, mtime: std::time::UNIX_EPOCH, perm: 0, uid: 0, gid: 0 };
+                let none = Attr {
+                    ino: 0,
+                    kind: Kind::File,
+                    size: 0,
+                    mtime: std::time::UNIX_EPOCH,
+                    perm: 0,
+                    uid: 0,
+                    gid: 0,
+                    nlink: 0,
+                };
                 reply.entry_with_ttls(&Duration::ZERO, &self.negative, &file_attr(&none), Generation(0))
             }
             Err(e) => reply.error(errno(e)),
@@ -92,10 +100,10 @@ fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
 }
 
 fn file_attr(a: &Attr) -> FileAttr {
-    let (kind, nlink) = match a.kind {
-        Kind::File => (FileType::RegularFile, 1),
-        Kind::Directory => (FileType::Directory, 2),
-        Kind::Symlink => (FileType::Symlink, 1),
+    let kind = match a.kind {
+        Kind::File => FileType::RegularFile,
+        Kind::Directory => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
     };
     FileAttr {
         ino: INodeNo(a.ino),
@@ -107,7 +115,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         crtime: a.mtime,
         kind,
         perm: a.perm,
-        nlink,
+        nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
         rdev: 0,

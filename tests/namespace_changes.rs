@@ -171,3 +171,39 @@ fn tools_that_rename_work() {
     assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
     assert_eq!(server.stored("tree/a.txt").unwrap(), b"alpha");
 }
+
+#[test]
+fn a_file_that_loses_its_name_while_open_still_serves_its_descriptors() {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::unix::fs::MetadataExt;
+
+    let server = Server::memory();
+    server.put("shared", "stored bytes");
+    // Nothing cached by the kernel: every fstat below reaches the filesystem.
+    let m = server.mount(&["--attr-ttl", "0"]);
+
+    // tmpfile()'s fallback where O_TMPFILE is missing: create, unlink, use as scratch.
+    let mut scratch =
+        std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(m.join("scratch")).unwrap();
+    scratch.write_all(b"first ").unwrap();
+    std::fs::remove_file(m.join("scratch")).unwrap();
+    let meta = scratch.metadata().unwrap();
+    assert_eq!((meta.nlink(), meta.len()), (0, 6), "fstat of the unlinked file");
+    scratch.write_all(b"second").unwrap();
+    scratch.seek(SeekFrom::Start(0)).unwrap();
+    let mut back = String::new();
+    scratch.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "first second");
+    assert_eq!(scratch.metadata().unwrap().len(), 12);
+    drop(scratch);
+    assert!(!server.keys().contains(&"scratch".to_string()), "an unlinked file is never stored");
+    assert_eq!(std::fs::metadata(m.join("scratch")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+
+    // Deleted in the store by someone else while open here for reading.
+    let reader = std::fs::File::open(m.join("shared")).unwrap();
+    server.block_on(server.client.delete_object().bucket(BUCKET).key("shared").send()).unwrap();
+    let meta = reader.metadata().unwrap();
+    assert_eq!((meta.nlink(), meta.len()), (0, 12), "fstat of the file deleted in the store");
+    assert_eq!(std::fs::metadata(m.join("shared")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    drop(reader);
+}

@@ -37,7 +37,6 @@ const NO_CTIME: &str = "ctime is not stored: st_ctime is the mtime, which chmod 
 const DIR_TIMES: &str = "a directory's times are its marker's: adding or removing entries does not change them";
 const CLOSE_STAMP: &str = "a new file is first uploaded at close, which stamps its mtime/ctime then (whole seconds)";
 const NLINK: &str = "a directory's st_nlink is always 2: subdirectories are not counted";
-const UNLINKED_OPEN: &str = "an unlinked file is gone for its open descriptors too (fstat gives ENOENT)";
 const NO_ATIME: &str = "atime is not stored (noatime): st_atime is the mtime, so setting it apart is lost";
 const NO_ATIME_SECONDS: &str = "atime is not stored, and times are kept in whole seconds (x-amz-meta-mtime)";
 
@@ -165,7 +164,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("unlink::enotdir_component::char", SPECIAL),
     ("unlink::enotdir_component::fifo", SPECIAL),
     ("unlink::enotdir_component::socket", SPECIAL),
-    ("unlink::open_file_not_freed", UNLINKED_OPEN),
     ("unlink::remove_type::block", SPECIAL),
     ("unlink::remove_type::char", SPECIAL),
     ("unlink::remove_type::fifo", SPECIAL),

@@ -24,6 +24,9 @@ pub struct Attr {
     pub perm: u16,
     pub uid: u32,
     pub gid: u32,
+    /// Names the inode has: 1 for a file, 2 for a directory (subdirectories are not
+    /// counted), 0 for a file unlinked while open.
+    pub nlink: u32,
 }
 
 /// What identifies one version of an object, and the POSIX attributes stored with it.
@@ -93,6 +96,7 @@ pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Sys
         },
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
+        nlink: 1,
     }
 }
 
@@ -107,6 +111,7 @@ pub fn dir_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Syst
         perm: stat.posix.mode.map_or(cfg.dir_mode, |m| (m & 0o7777) as u16) & !cfg.umask,
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
+        nlink: 2,
     }
 }
 

@@ -173,6 +173,17 @@ impl InodeTable {
         self.inodes.get(&ino).map(|e| e.value().clone())
     }
 
+    /// Whether `inode` still has its name. Unlinking it, finding it gone from the store or
+    /// renaming another file over it takes the name away, while the kernel may still
+    /// hold the inode (for open descriptors).
+    pub fn is_linked(&self, inode: &Inode) -> bool {
+        if inode.ino == ROOT_INO {
+            return true;
+        }
+        let Location { parent, name } = inode.location.lock().clone();
+        self.children.get(&parent).is_some_and(|names| names.get(&name) == Some(&inode.ino))
+    }
+
     pub fn child(&self, parent: u64, name: &str) -> Option<Arc<Inode>> {
         let ino = *self.children.get(&parent)?.get(name)?;
         self.get(ino)

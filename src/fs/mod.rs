@@ -357,12 +357,35 @@ impl Fs {
         self.inodes.forget(ino, n);
     }
 
+    /// Attributes of `ino`. A file that lost its name (unlinked, deleted in the store or
+    /// replaced) while open keeps answering for its descriptors with no links, as on a
+    /// local disk; with none open it is gone.
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
         let inode = self.inode(ino)?;
-        if inode.kind != Kind::Directory && self.needs_revalidation(&inode) {
-            self.revalidate(&inode).await?;
+        if inode.kind == Kind::Directory {
+            return Ok(self.attr_of(&inode));
         }
-        Ok(self.attr_of(&inode))
+        let mut linked = self.inodes.is_linked(&inode);
+        if linked && self.needs_revalidation(&inode) {
+            match self.revalidate(&inode).await {
+                Ok(_) => {}
+                // The store lost it: revalidate took the name away.
+                Err(FsError::NotFound) => linked = false,
+                Err(e) => return Err(e),
+            }
+        }
+        if linked {
+            return Ok(self.attr_of(&inode));
+        }
+        let open = self.files.iter().find(|f| f.ino == ino).map(|f| f.value().clone()).ok_or(FsError::NotFound)?;
+        let mut attr = self.attr_of(&inode);
+        attr.nlink = 0;
+        // Its writer is no longer the file's latest (unlink let go of it), but still this
+        // descriptor's.
+        if let Some(writer) = &open.writer {
+            attr.size = writer.size();
+        }
+        Ok(attr)
     }
 
     async fn revalidate(&self, inode: &Inode) -> Result<ObjectStat, FsError> {
@@ -381,9 +404,9 @@ impl Fs {
     }
 
     /// Opens a file. Writing needs a fresh HEAD (the ETag of the base); `truncate` drops
-    /// the old content, which then is replaced at close even if nothing is written.
-    /// Opens a file; the reply says whether the kernel may keep its cached pages (the
-    /// store still has the version they came from).
+    /// the old content, which then is replaced at close even if nothing is written. The
+    /// reply says whether the kernel may keep its cached pages (the store still has the
+    /// version they came from).
     pub async fn open(&self, ino: u64, write: bool, truncate: bool, pid: u32) -> Result<Opened, FsError> {
         let inode = self.inode(ino)?;
         if inode.kind == Kind::Directory {
