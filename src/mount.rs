@@ -83,7 +83,9 @@ pub struct Mounted {
 pub fn mount(fs: Arc<Fs>, rt: &Runtime, spec: MountSpec<'_>) -> std::io::Result<Mounted> {
     let mut options = vec![
         MountOption::FSName(spec.fs_name),
-        MountOption::Subtype("xosfs".into()),
+        // In the mount data, so the kernel shows the type as fuse.xosfs: fuser's own
+        // Subtype option only reaches fusermount, not a mount made directly as root.
+        MountOption::CUSTOM("subtype=xosfs".into()),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
     ];

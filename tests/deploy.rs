@@ -338,6 +338,15 @@ impl Drop for Unmount<'_> {
     }
 }
 
+/// The type and source that /proc/self/mountinfo gives a mount point.
+fn mount_entry(mp: &Path) -> (String, String) {
+    let target = std::fs::canonicalize(mp).unwrap().to_string_lossy().replace(' ', "\\040");
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = info.lines().find(|l| l.split(' ').nth(4) == Some(target.as_str())).expect("mounted");
+    let mut fields = line.split(" - ").nth(1).unwrap().split(' ');
+    (fields.next().unwrap().to_string(), fields.next().unwrap().to_string())
+}
+
 fn umount(mp: &Path) {
     let status = Command::new("umount").arg(mp).status().unwrap();
     assert!(status.success(), "umount {}", mp.display());
@@ -383,6 +392,9 @@ fn mount_8_uses_the_helper_from_fstab_and_with_t_xosfs() {
     let out = mount().args(["-t", "xosfs", BUCKET]).arg(&t_mp).args(["-o", &options]).output().unwrap();
     assert!(out.status.success(), "mount -t xosfs: {}", stderr(&out));
     assert_eq!(std::fs::read_to_string(t_mp.join("docs/a.txt")).unwrap(), "alpha");
+    // What findmnt -t fuse.xosfs and df -t select by.
+    assert_eq!(mount_entry(&fstab_mp), ("fuse.xosfs".to_string(), format!("{BUCKET}:/docs")));
+    assert_eq!(mount_entry(&t_mp), ("fuse.xosfs".to_string(), BUCKET.to_string()));
 
     umount(&fstab_mp);
     umount(&t_mp);
