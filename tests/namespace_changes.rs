@@ -205,5 +205,8 @@ fn a_file_that_loses_its_name_while_open_still_serves_its_descriptors() {
     let meta = reader.metadata().unwrap();
     assert_eq!((meta.nlink(), meta.len()), (0, 12), "fstat of the file deleted in the store");
     assert_eq!(std::fs::metadata(m.join("shared")).unwrap_err().raw_os_error(), Some(libc::ENOENT));
+    // Nothing of it was read before, so its bytes are gone with it.
+    let mut buf = Vec::new();
+    assert_eq!((&reader).read_to_end(&mut buf).unwrap_err().raw_os_error(), Some(libc::EIO));
     drop(reader);
 }

@@ -36,6 +36,8 @@ pub enum FsError {
     AttributesTooBig,
     #[error("this attribute cannot be changed")]
     PermissionDenied,
+    #[error("the object was deleted from the store while open")]
+    Vanished,
 
     #[error("{0}")]
     Write(#[from] crate::write::WriteError),
@@ -62,6 +64,8 @@ impl FsError {
             FsError::AttributeExists => libc::EEXIST,
             FsError::AttributesTooBig => libc::E2BIG,
             FsError::PermissionDenied => libc::EPERM,
+            // A read's failure, not a missing name: read(2) has no ENOENT.
+            FsError::Vanished => libc::EIO,
 
             FsError::Write(crate::write::WriteError::Staging(e)) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Write(_) => libc::EIO,

@@ -506,7 +506,10 @@ impl Fs {
             }
         }
         let reader = file.reader.as_ref().ok_or(FsError::BadHandle)?;
-        Ok(reader.read(offset, size).await?)
+        reader.read(offset, size).await.map_err(|e| match e {
+            ObjectError::NotFound => FsError::Vanished,
+            other => other.into(),
+        })
     }
 
     pub async fn write(&self, fh: u64, offset: u64, data: Vec<u8>) -> Result<u32, FsError> {
