@@ -213,10 +213,13 @@ impl InodeTable {
 
     /// Moves `inode` to `name` in `new_parent`; whatever had that name loses it.
     pub fn rename(&self, inode: &Inode, new_parent: u64, name: &str) {
-        let old = inode.location.lock().clone();
-        self.unlink_child(old.parent, &old.name, inode.ino);
-        *inode.location.lock() = Location { parent: new_parent, name: name.to_string() };
+        // New name first, old one last: a concurrent `is_linked` never finds it nameless.
         self.children.entry(new_parent).or_default().insert(name.to_string(), inode.ino);
+        let new = Location { parent: new_parent, name: name.to_string() };
+        let old = std::mem::replace(&mut *inode.location.lock(), new);
+        if (old.parent, old.name.as_str()) != (new_parent, name) {
+            self.unlink_child(old.parent, &old.name, inode.ino);
+        }
     }
 
     /// The inode for `name` in `parent` with this kind, made if needed. A name whose kind
@@ -312,6 +315,22 @@ mod tests {
         assert_eq!(t.key_of(&f).unwrap(), "b/moved/f");
         assert!(t.child(ROOT_INO, "a").is_none());
         assert_eq!(t.child(b.ino, "moved").unwrap().ino, a.ino);
+    }
+
+    #[test]
+    fn a_name_is_lost_to_unlink_and_to_a_rename_over_it_but_not_to_renaming_in_place() {
+        let t = InodeTable::new("");
+        let root = t.get(ROOT_INO).unwrap();
+        let (a, b) = (t.upsert_child(&root, "a", Kind::File), t.upsert_child(&root, "b", Kind::File));
+        assert!(t.is_linked(&a) && t.is_linked(&b) && t.is_linked(&root));
+        t.rename(&a, ROOT_INO, "a");
+        assert!(t.is_linked(&a), "renaming onto its own name keeps it");
+        t.rename(&a, ROOT_INO, "b");
+        assert!(t.is_linked(&a));
+        assert!(!t.is_linked(&b), "the replaced file lost its name");
+        assert!(t.child(ROOT_INO, "a").is_none());
+        t.unlink_child(ROOT_INO, "b", a.ino);
+        assert!(!t.is_linked(&a));
     }
 
     #[test]
