@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use futures_util::stream::{self, StreamExt};
 
-use crate::s3::{ObjectClient, ObjectError, UnfinishedUpload};
+use crate::store::{ErrorKind, ObjectError, ObjectStore, UnfinishedUpload};
 
 /// The most uploads one ListMultipartUploads answers with (S3's and XOS's limit).
 pub const MAX_UPLOADS_PER_PAGE: i32 = 1000;
@@ -54,7 +54,7 @@ pub trait Progress {
 /// initiated before `cutoff` (only counts them when `dry_run`). A listing error ends the
 /// run; a failed abort is counted and the run goes on.
 pub async fn run(
-    client: &ObjectClient,
+    client: &dyn ObjectStore,
     prefix: &str,
     cutoff: SystemTime,
     dry_run: bool,
@@ -85,7 +85,8 @@ pub async fn run(
             while let Some((upload, result)) = results.next().await {
                 match result {
                     // NoSuchUpload: completed or aborted by someone else meanwhile; gone either way.
-                    Ok(()) | Err(ObjectError::NotFound) => summary.aborted += 1,
+                    Ok(()) => summary.aborted += 1,
+                    Err(e) if e.is(ErrorKind::NotFound) => summary.aborted += 1,
                     Err(e) => {
                         summary.failed += 1;
                         progress.abort_failed(&upload, &e);

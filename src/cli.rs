@@ -67,6 +67,11 @@ pub struct ConnectionArgs {
     #[arg(long, value_name = "SECONDS", default_value = "60")]
     pub read_timeout: u64,
 
+    /// How often a request the store failed transiently (throttling, 5xx, timeouts,
+    /// broken connections) is sent again, with exponential backoff and jitter.
+    #[arg(long, value_name = "N", default_value = "10")]
+    pub retries: u32,
+
     /// Credentials file in s3fs's format: lines of ACCESS_KEY:SECRET_KEY or
     /// BUCKET:ACCESS_KEY:SECRET_KEY; it must not be readable by group or others.
     /// Without it: $XOSFS_PASSWD_FILE, ~/.passwd-xosfs, /etc/passwd-xosfs, then the AWS

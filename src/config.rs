@@ -108,6 +108,8 @@ pub struct S3Config {
     pub list_version: ListVersion,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Transient failures are sent again this often.
+    pub retries: u32,
 }
 
 /// What the filesystem core needs: the view of the bucket and the POSIX defaults.
@@ -226,6 +228,7 @@ fn connection(
         list_version,
         connect_timeout: Duration::from_secs(conn.connect_timeout),
         read_timeout: Duration::from_secs(conn.read_timeout),
+        retries: conn.retries,
     };
     Ok((s3, CredentialsConfig { passwd_file: conn.passwd_file, role }))
 }

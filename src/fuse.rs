@@ -17,7 +17,7 @@ use fuser::{
 use tokio::runtime::Handle;
 use tracing::{debug, warn, Instrument};
 
-use crate::fs::{Attr, AttrChange, Fs, FsError, Kind};
+use crate::fs::{Attr, AttrChange, Changer, Fs, FsError, Kind};
 
 /// Largest write the kernel sends at once (needs FUSE_MAX_PAGES).
 const MAX_WRITE: u32 = 1 << 20;
@@ -48,6 +48,8 @@ impl Ttls {
                     kind: Kind::File,
                     size: 0,
                     mtime: std::time::UNIX_EPOCH,
+                    atime: std::time::UNIX_EPOCH,
+                    ctime: std::time::UNIX_EPOCH,
                     perm: 0,
                     uid: 0,
                     gid: 0,
@@ -109,9 +111,9 @@ fn file_attr(a: &Attr) -> FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,
         blocks: a.size.div_ceil(512),
-        atime: a.mtime,
+        atime: a.atime,
         mtime: a.mtime,
-        ctime: a.mtime,
+        ctime: a.ctime,
         crtime: a.mtime,
         kind,
         perm: a.perm,
@@ -289,13 +291,13 @@ impl Filesystem for FuseAdapter {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<std::time::SystemTime>,
         fh: Option<FileHandle>,
@@ -305,21 +307,24 @@ impl Filesystem for FuseAdapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let by = Changer { fh: fh.map(|f| f.0), pid: req.pid() };
+        let at = |t: TimeOrNow| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => std::time::SystemTime::now(),
+        };
         let change = AttrChange {
             mode: mode.map(|m| (m & 0o7777) as u16),
             uid,
             gid,
-            mtime: mtime.map(|t| match t {
-                TimeOrNow::SpecificTime(t) => t,
-                TimeOrNow::Now => std::time::SystemTime::now(),
-            }),
+            mtime: mtime.map(at),
+            atime: atime.map(at),
         };
         self.spawn("setattr", ino, move |fs, ttl| async move {
             let result = async {
                 if let Some(size) = size {
-                    fs.set_size(ino.0, fh.map(|f| f.0), size).await?;
+                    fs.set_size(ino.0, by, size).await?;
                 }
-                fs.set_attributes(ino.0, fh.map(|f| f.0), change).await
+                fs.set_attributes(ino.0, by, change).await
             };
             match result.await {
                 Ok(attr) => reply.attr(&ttl.attr, &file_attr(&attr)),

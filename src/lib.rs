@@ -13,4 +13,6 @@ pub mod fuse;
 pub mod mount;
 pub mod read;
 pub mod s3;
+pub mod store;
+pub mod times;
 pub mod write;

@@ -16,7 +16,8 @@ use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
-use xosfs::s3::{ObjectClient, ObjectError};
+use xosfs::s3::S3Store;
+use xosfs::store::{ErrorKind, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
 use xosfs::write::WriteConfig;
 use xosfs::{cleanup, cli, credentials};
 
@@ -103,7 +104,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
         }
     };
     let client = match rt.block_on(connect(&config)) {
-        Ok(c) => Arc::new(c),
+        Ok(c) => c,
         Err(msg) => {
             report.failed(&msg);
             return ExitCode::from(1);
@@ -117,7 +118,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     let write_cfg =
         Arc::new(WriteConfig::new(w.part_size, w.concurrency, w.buffer, w.cache_dir.clone(), w.copy_threshold));
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
-    let fs = Arc::new(Fs::new(client, config.fs.clone(), write_cfg, defaults, config.read));
+    let fs = Arc::new(Fs::new(client, config.fs.clone(), write_cfg.clone(), defaults, config.read));
     let fs_name = match config.fs.prefix.as_str() {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
@@ -144,7 +145,11 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             tracing::warn!("cannot detach from the terminal: {e}");
         }
     }
-    match mounted.serve_until_stopped(&rt) {
+    let served = mounted.serve_until_stopped(&rt);
+    // Closes that were still uploading when the session ended finish before the process
+    // does: their writers were told they succeeded.
+    rt.block_on(write_cfg.wait_for_writers(|left| tracing::info!("waiting for {left} file(s) to finish uploading")));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("the session ended with an error: {e}");
@@ -153,31 +158,39 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     }
 }
 
-/// Credentials, then HeadBucket and one listing of the prefix: every way the settings can
-/// be wrong shows up here as one line, before anything is mounted.
-async fn connect(config: &Config) -> Result<ObjectClient, String> {
-    let client = client(&config.s3, &config.credentials).await?;
+/// Credentials, then HeadBucket and one listing of the prefix, each sent once: every way
+/// the settings can be wrong shows up here as one line, at once, before anything is
+/// mounted. The mount then retries what fails transiently.
+async fn connect(config: &Config) -> Result<Arc<dyn ObjectStore>, String> {
+    let store = store(&config.s3, &config.credentials).await?;
     let explain = |e| explain(&config.s3, e);
-    client.head_bucket().await.map_err(explain)?;
-    client.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;
-    Ok(client)
+    store.head_bucket().await.map_err(explain)?;
+    store.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;
+    Ok(retrying(store, &config.s3))
 }
 
-async fn client(s3: &S3Config, creds: &CredentialsConfig) -> Result<ObjectClient, String> {
+async fn store(s3: &S3Config, creds: &CredentialsConfig) -> Result<Arc<dyn ObjectStore>, String> {
     let provider = credentials::provider(creds, s3).await.map_err(|e| e.to_string())?;
-    Ok(ObjectClient::new(s3, provider))
+    Ok(Arc::new(S3Store::new(s3, provider)))
+}
+
+fn retrying(store: Arc<dyn ObjectStore>, s3: &S3Config) -> Arc<dyn ObjectStore> {
+    Arc::new(RetryingStore::new(store, RetryPolicy { retries: s3.retries, ..RetryPolicy::default() }))
 }
 
 /// An error of the store as one line that names the likely cause.
 fn explain(s3: &S3Config, e: ObjectError) -> String {
     let (endpoint, bucket) = (&s3.endpoint, &s3.bucket);
-    match e {
-        ObjectError::NoSuchBucket | ObjectError::NotFound => format!("bucket '{bucket}' does not exist at {endpoint}"),
-        ObjectError::AccessDenied { code, .. } => format!(
+    let code = e.code.clone().unwrap_or_else(|| "Forbidden".into());
+    match e.kind {
+        ErrorKind::NoSuchBucket | ErrorKind::NotFound => format!("bucket '{bucket}' does not exist at {endpoint}"),
+        ErrorKind::AccessDenied => format!(
             "access to bucket '{bucket}' denied ({code}): check the access key and secret key and the bucket's permissions"
         ),
-        ObjectError::Unreachable(why) | ObjectError::Timeout(why) => format!("cannot reach endpoint {endpoint}: {why}"),
-        other => format!("bucket '{bucket}' at {endpoint}: {other}"),
+        ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::Interrupted => {
+            format!("cannot reach endpoint {endpoint}: {}", e.message)
+        }
+        _ => format!("bucket '{bucket}' at {endpoint}: {e}"),
     }
 }
 
@@ -202,8 +215,8 @@ fn cleanup_main(args: CleanupArgs) -> ExitCode {
     let cutoff = SystemTime::now().checked_sub(config.older_than).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut console = cleanup::Console::new(config.dry_run);
     let result = rt.block_on(async {
-        let client = client(&config.s3, &config.credentials).await?;
-        cleanup::run(&client, &config.prefix, cutoff, config.dry_run, cleanup::MAX_UPLOADS_PER_PAGE, &mut console)
+        let store = retrying(store(&config.s3, &config.credentials).await?, &config.s3);
+        cleanup::run(&*store, &config.prefix, cutoff, config.dry_run, cleanup::MAX_UPLOADS_PER_PAGE, &mut console)
             .await
             .map_err(|e| explain(&config.s3, e))
     });
@@ -225,9 +238,23 @@ fn cleanup_main(args: CleanupArgs) -> ExitCode {
 }
 
 /// Makes the staging directory (private to the user) and says what an earlier run left.
+/// Written data waits there: one owned by someone else, or open to group or others, is
+/// refused.
 fn prepare_cache_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    let meta = std::fs::metadata(dir)?;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(std::io::Error::other(format!("it is owned by uid {}, not by this user (uid {me})", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(std::io::Error::other(format!(
+            "its mode {:o} lets group or others in; make it private with chmod 700",
+            meta.mode() & 0o7777
+        )));
+    }
     let left = std::fs::read_dir(dir)?.filter_map(Result::ok).filter(|e| e.path().is_file()).count();
     if left > 0 {
         tracing::warn!(
@@ -248,7 +275,9 @@ fn init_logging(config: &Config, daemon: bool) -> std::io::Result<()> {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match &config.log_file {
         Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            // Log lines name keys and paths: for the user's eyes only.
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
             builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).init();
         }
         // syslog stamps the time and the pid itself.

@@ -15,7 +15,8 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use common::{is_mounted, Server, BUCKET};
 use xosfs::cleanup::{self, Progress, Summary};
 use xosfs::config::{ListVersion, S3Config};
-use xosfs::s3::{ObjectClient, ObjectError, UnfinishedUpload};
+use xosfs::s3::S3Store;
+use xosfs::store::{ObjectError, UnfinishedUpload};
 
 const ROLE: &str = "arn:aws:iam::role/xosfs-test";
 
@@ -210,7 +211,7 @@ impl Progress for Recorder {
     }
 }
 
-fn object_client(server: &Server) -> ObjectClient {
+fn object_client(server: &Server) -> S3Store {
     let s3 = S3Config {
         endpoint: server.endpoint(),
         region: "us-east-1".into(),
@@ -219,9 +220,10 @@ fn object_client(server: &Server) -> ObjectClient {
         list_version: ListVersion::V1,
         connect_timeout: Duration::from_secs(10),
         read_timeout: Duration::from_secs(10),
+        retries: 0,
     };
     let creds = Credentials::new(server.server.access_key(), server.server.secret_key(), None, None, "t");
-    ObjectClient::new(&s3, SharedCredentialsProvider::new(creds))
+    S3Store::new(&s3, SharedCredentialsProvider::new(creds))
 }
 
 #[test]

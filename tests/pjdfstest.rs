@@ -33,12 +33,8 @@ const NOT_RUN: &[(&str, &str)] = &[(
 const SPECIAL: &str = "mknod: FIFOs, sockets and device nodes cannot be objects (ENOSYS); the case fails making one";
 const HARD_LINKS: &str = "needs link(2): hard links are refused (EPERM), an object has one key";
 const KEY_MAX: &str = "S3 keys end at 1,024 bytes: the 4,095-byte path the case builds cannot be made";
-const NO_CTIME: &str = "ctime is not stored: st_ctime is the mtime, which chmod leaves alone";
 const DIR_TIMES: &str = "a directory's times are its marker's: adding or removing entries does not change them";
-const CLOSE_STAMP: &str = "a new file is first uploaded at close, which stamps its mtime/ctime then (whole seconds)";
 const NLINK: &str = "a directory's st_nlink is always 2: subdirectories are not counted";
-const NO_ATIME: &str = "atime is not stored (noatime): st_atime is the mtime, so setting it apart is lost";
-const NO_ATIME_SECONDS: &str = "atime is not stored, and times are kept in whole seconds (x-amz-meta-mtime)";
 
 /// Cases that pass or fail from run to run, accepted either way (and printed), with why.
 const FLAKY: &[(&str, &str)] = &[
@@ -67,7 +63,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("chmod::failed_chmod_unchanged_ctime::socket", SPECIAL),
     ("chmod::update_ctime::block", SPECIAL),
     ("chmod::update_ctime::char", SPECIAL),
-    ("chmod::update_ctime::dir", NO_CTIME),
     ("chmod::update_ctime::fifo", SPECIAL),
     ("chmod::update_ctime::socket", SPECIAL),
     ("chown::enametoolong_path", KEY_MAX),
@@ -80,7 +75,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("chown::lchown::enotdir_component::char", SPECIAL),
     ("chown::lchown::enotdir_component::fifo", SPECIAL),
     ("chown::lchown::enotdir_component::socket", SPECIAL),
-    ("ftruncate::unchanged_ctime_failed", CLOSE_STAMP),
     ("mkdir::changed_time_fields_success", DIR_TIMES),
     ("mkdir::eexist_file_exists::block", SPECIAL),
     ("mkdir::eexist_file_exists::char", SPECIAL),
@@ -186,14 +180,8 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("unlink::update_mtime_ctime_success_folder::symlink", DIR_TIMES),
     ("utimensat::changes_timestamps::block", SPECIAL),
     ("utimensat::changes_timestamps::char", SPECIAL),
-    ("utimensat::changes_timestamps::dir", NO_ATIME),
     ("utimensat::changes_timestamps::fifo", SPECIAL),
-    ("utimensat::changes_timestamps::regular", NO_ATIME),
     ("utimensat::changes_timestamps::socket", SPECIAL),
-    ("utimensat::follow_symlink", NO_ATIME),
-    ("utimensat::subsecond", NO_ATIME_SECONDS),
-    ("utimensat::utime_omit", NO_ATIME),
-    ("utimensat::y2038", NO_ATIME),
 ];
 
 /// Users pjdfstest switches to (it needs two whose primary group is their own group entry).

@@ -200,3 +200,20 @@ fn mount_helper_form_takes_an_fstab_option_list() {
     let status = std::process::Command::new("umount").arg(&mp).status().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn a_cache_dir_open_to_others_is_refused_and_a_new_one_is_private() {
+    let server = Server::memory();
+    let mp = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out =
+        run(server.xosfs().args([BUCKET, mp.path().to_str().unwrap(), "--cache-dir", cache.path().to_str().unwrap()]));
+    assert_fails(&out, 1, "lets group or others in", mp.path());
+    // One xosfs makes is private to its user.
+    let fresh = cache.path().join("new");
+    let out = run(server.xosfs().args([BUCKET, mp.path().to_str().unwrap(), "--cache-dir", fresh.to_str().unwrap()]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+    assert!(std::process::Command::new("umount").arg(mp.path()).status().unwrap().success());
+}

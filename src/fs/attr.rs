@@ -2,9 +2,12 @@
 //! (`x-amz-meta-mode`, `-uid`, `-gid`, `-mtime`), so both tools show a bucket alike.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
+#[cfg(test)]
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::FsConfig;
+use crate::times::parse_time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -27,6 +30,10 @@ pub struct Attr {
     /// Names the inode has: 1 for a file, 2 for a directory (subdirectories are not
     /// counted), 0 for a file unlinked while open.
     pub nlink: u32,
+    /// The last access as stored (set explicitly: xosfs does not record reads), else mtime.
+    pub atime: SystemTime,
+    /// The last change of data or attributes, else mtime.
+    pub ctime: SystemTime,
 }
 
 /// What identifies one version of an object, and the POSIX attributes stored with it.
@@ -45,6 +52,8 @@ pub struct PosixMeta {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    pub atime: Option<SystemTime>,
+    pub ctime: Option<SystemTime>,
 }
 
 impl PosixMeta {
@@ -56,17 +65,16 @@ impl PosixMeta {
         }
     }
 
-    /// Reads s3fs's encoding: decimal numbers, mtime in (possibly fractional) seconds.
+    /// Reads s3fs's encoding: decimal numbers, times in seconds with an optional fraction.
     pub fn from_metadata(meta: &HashMap<String, String>) -> PosixMeta {
         let get = |k: &str| meta.get(k).map(|v| v.trim());
         PosixMeta {
             mode: get("mode").and_then(|v| v.parse().ok()),
             uid: get("uid").and_then(|v| v.parse().ok()),
             gid: get("gid").and_then(|v| v.parse().ok()),
-            mtime: get("mtime")
-                .and_then(|v| v.parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| UNIX_EPOCH + Duration::from_secs_f64(s)),
+            mtime: get("mtime").and_then(parse_time),
+            atime: get("atime").and_then(parse_time),
+            ctime: get("ctime").and_then(parse_time),
         }
     }
 }
@@ -85,11 +93,14 @@ impl ObjectStat {
 /// Attributes of an object (file or symlink) given the mount's defaults.
 pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: SystemTime) -> Attr {
     let kind = stat.posix.object_kind();
+    let mtime = stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time);
     Attr {
         ino,
         kind,
         size: stat.size,
-        mtime: stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time),
+        mtime,
+        atime: stat.posix.atime.unwrap_or(mtime),
+        ctime: stat.posix.ctime.unwrap_or(mtime),
         perm: match kind {
             Kind::Symlink => 0o777,
             _ => stat.posix.mode.map_or(cfg.file_mode, |m| (m & 0o7777) as u16) & !cfg.umask,
@@ -103,11 +114,14 @@ pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Sys
 /// Attributes of a directory: from its `dir/` marker's metadata when it has one, else the
 /// mount's defaults (a bare prefix has no metadata of its own).
 pub fn dir_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: SystemTime) -> Attr {
+    let mtime = stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time);
     Attr {
         ino,
         kind: Kind::Directory,
         size: 4096,
-        mtime: stat.posix.mtime.or(stat.last_modified).unwrap_or(fallback_time),
+        mtime,
+        atime: stat.posix.atime.unwrap_or(mtime),
+        ctime: stat.posix.ctime.unwrap_or(mtime),
         perm: stat.posix.mode.map_or(cfg.dir_mode, |m| (m & 0o7777) as u16) & !cfg.umask,
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
@@ -130,6 +144,20 @@ mod tests {
         assert_eq!(p.mode, Some(0o100644));
         assert_eq!((p.uid, p.gid), (Some(1000), Some(100)));
         assert_eq!(p.mtime, Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_500)));
+    }
+
+    #[test]
+    fn stored_times_are_read_with_their_fractions() {
+        let meta: HashMap<String, String> = [("mtime", "1600000000.123456789"), ("atime", "5.5"), ("ctime", "6")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let p = PosixMeta::from_metadata(&meta);
+        assert_eq!(p.mtime, Some(UNIX_EPOCH + Duration::new(1_600_000_000, 123_456_789)));
+        assert_eq!(
+            (p.atime, p.ctime),
+            (Some(UNIX_EPOCH + Duration::new(5, 500_000_000)), Some(UNIX_EPOCH + Duration::from_secs(6)))
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The core's error, and the one place where errors become errno values.
 
-use crate::s3::ObjectError;
+use crate::store::{ErrorKind, ObjectError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -69,10 +69,10 @@ impl FsError {
 
             FsError::Write(crate::write::WriteError::Staging(e)) => e.raw_os_error().unwrap_or(libc::EIO),
             FsError::Write(_) => libc::EIO,
-            FsError::Store(e) => match e {
-                ObjectError::NotFound => libc::ENOENT,
-                ObjectError::AccessDenied { .. } => libc::EACCES,
-                ObjectError::Timeout(_) => libc::ETIMEDOUT,
+            FsError::Store(e) => match e.kind {
+                ErrorKind::NotFound => libc::ENOENT,
+                ErrorKind::AccessDenied => libc::EACCES,
+                ErrorKind::Timeout => libc::ETIMEDOUT,
                 _ => libc::EIO,
             },
         }
@@ -80,6 +80,10 @@ impl FsError {
 
     /// Expected outcomes (a name that does not exist) are not worth a log line.
     pub fn is_routine(&self) -> bool {
-        matches!(self, FsError::NotFound | FsError::NoAttribute | FsError::Store(ObjectError::NotFound))
+        match self {
+            FsError::NotFound | FsError::NoAttribute => true,
+            FsError::Store(e) => e.is(ErrorKind::NotFound),
+            _ => false,
+        }
     }
 }

@@ -131,6 +131,11 @@ impl Inode {
         keep
     }
 
+    /// What we know may be wrong (an upload of ours failed): ask the store next time.
+    pub fn invalidate(&self) {
+        self.state.lock().validated = None;
+    }
+
     /// The store just showed this inode exists; what we know of it stays as it is.
     pub fn mark_fresh(&self) {
         self.state.lock().validated = Some(Instant::now());

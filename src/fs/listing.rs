@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use tracing::warn;
 
-use crate::s3::{ListPage, ObjectSummary};
+use crate::store::{ListPage, ObjectSummary};
 
 /// Longest name a Linux path component may have.
 pub const NAME_MAX: usize = 255;

@@ -35,7 +35,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::buffers::BlockBuffers;
-use crate::s3::{ObjectClient, ObjectError};
+use crate::store::{ErrorKind, ObjectError, ObjectStore};
 
 /// Attempts at one run of blocks when the connection breaks while the body arrives
 /// (the SDK retries failed requests, not bodies cut short).
@@ -104,7 +104,7 @@ pub struct CacheUsage {
 }
 
 pub struct BlockCache {
-    client: Arc<ObjectClient>,
+    client: Arc<dyn ObjectStore>,
     block_size: u64,
     capacity: u64,
     buffers: Arc<BlockBuffers>,
@@ -115,7 +115,7 @@ pub struct BlockCache {
 }
 
 impl BlockCache {
-    pub fn new(client: Arc<ObjectClient>, block_size: u64, capacity: u64) -> Arc<BlockCache> {
+    pub fn new(client: Arc<dyn ObjectStore>, block_size: u64, capacity: u64) -> Arc<BlockCache> {
         Arc::new(BlockCache {
             client,
             block_size,
@@ -132,7 +132,7 @@ impl BlockCache {
         self.block_size
     }
 
-    pub fn client(&self) -> &Arc<ObjectClient> {
+    pub fn client(&self) -> &Arc<dyn ObjectStore> {
         &self.client
     }
 
@@ -333,7 +333,7 @@ impl Run {
             let end = ((self.next + self.senders.len() as u64) * block_size).min(self.object.size);
             match self.receive(start..end).await {
                 Ok(()) => {}
-                Err(e @ ObjectError::Protocol(_)) if attempt < BODY_ATTEMPTS && !self.senders.is_empty() => {
+                Err(e) if e.is(ErrorKind::Interrupted) && attempt < BODY_ATTEMPTS && !self.senders.is_empty() => {
                     warn!(key = &*self.object.key, start, error = %e, "GET body cut short; fetching the rest again");
                     attempt += 1;
                 }
@@ -370,11 +370,8 @@ impl Run {
         if self.senders.is_empty() {
             Ok(())
         } else {
-            Err(ObjectError::Protocol(format!(
-                "GET of {} ended {} bytes early",
-                self.object.key,
-                range.end - self.position(&block)
-            )))
+            Err(ObjectError::new(ErrorKind::Interrupted, "GetObject", &*self.object.key)
+                .with_message(format!("the body ended {} bytes early", range.end - self.position(&block))))
         }
     }
 

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 use tokio::task::AbortHandle;
 
 use super::cache::{BlockCache, ObjectVersion};
-use crate::s3::ObjectError;
+use crate::store::{ErrorKind, ObjectError};
 
 /// The largest GET of a read-ahead: the part size S3 clients read fastest with.
 pub const PART: u64 = 8 << 20;
@@ -162,7 +162,7 @@ impl Prefetcher {
         match self.cache.client().get_range_if(&self.key, offset..end, etag).await {
             // Without an ETag to pin the version, the object may have shrunk since open:
             // what was there is gone, so this is its end.
-            Err(ObjectError::InvalidRange) => Ok(Bytes::new()),
+            Err(e) if e.is(ErrorKind::InvalidRange) => Ok(Bytes::new()),
             other => other,
         }
     }

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -21,8 +21,9 @@ use super::parts::{ladder_part_count, ladder_part_range, MIN_PART};
 use super::ranges::RangeSet;
 use super::staging::StagingFile;
 use super::upload::{multipart_copy, UploadQueue, MAX_SINGLE_COPY};
-use super::{WriteConfig, WriteError};
-use crate::s3::{ObjectClient, ObjectError, PutOptions};
+use super::{Shown, WriteConfig, WriteError};
+use crate::store::{ErrorKind, ObjectError, ObjectStore, PutOptions};
+use crate::times::{format_time, parse_time};
 
 /// The stored object that unwritten bytes come from.
 #[derive(Debug, Clone)]
@@ -39,6 +40,7 @@ pub struct MetaChange {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
+    pub atime: Option<SystemTime>,
 }
 
 /// What a successful upload stored.
@@ -46,17 +48,19 @@ pub struct MetaChange {
 pub struct Uploaded {
     pub size: u64,
     pub etag: Option<String>,
+    /// The mtime stored: of the last change of the data, or set explicitly.
     pub at: SystemTime,
+    pub ctime: SystemTime,
 }
 
 pub struct WriteBuffer {
-    client: Arc<ObjectClient>,
+    client: Arc<dyn ObjectStore>,
     cfg: Arc<WriteConfig>,
     key: String,
     opts: PutOptions,
     staging: Option<StagingFile>,
     size: u64,
-    shared_size: Arc<AtomicU64>,
+    shown: Arc<Shown>,
     base: Option<BaseObject>,
     /// Bytes at or past this offset never come from the base (truncated away).
     base_limit: u64,
@@ -69,35 +73,48 @@ pub struct WriteBuffer {
     stream: Option<UploadQueue>,
     /// Parts sent by the stream and not written since.
     streamed: BTreeSet<u32>,
+    /// The highest part the stream has sent. The stream only moves forward: a part sent
+    /// before and written again goes at flush, after every part in flight has landed, so
+    /// an older upload of the same number can never finish last and win.
+    stream_front: u32,
     /// The first failure; every later write, flush and close reports EIO.
-    failed: Option<String>,
-    /// An mtime set explicitly (utimens) since the last write; else uploads stamp "now".
+    failed: Option<ObjectError>,
+    /// An mtime set explicitly (utimens) since the last write.
     mtime: Option<SystemTime>,
-    /// The mtime written into the metadata of the upload in progress.
+    /// When the data last changed here (created, written, truncated); `None` while the
+    /// base is untouched.
+    changed_at: Option<SystemTime>,
+    /// When the data or attributes last changed here.
+    ctime_at: Option<SystemTime>,
+    /// The times written into the metadata of the upload in progress.
     stamped: SystemTime,
+    stamped_ctime: SystemTime,
     /// Unlinked while open: nothing is uploaded any more.
     discarded: bool,
+    /// Attributes changed after the streamed upload was started with the old ones.
+    stream_meta_stale: bool,
 }
 
 impl WriteBuffer {
     pub fn new(
-        client: Arc<ObjectClient>,
+        client: Arc<dyn ObjectStore>,
         cfg: Arc<WriteConfig>,
         key: String,
         opts: PutOptions,
         base: Option<BaseObject>,
-        shared_size: Arc<AtomicU64>,
+        shown: Arc<Shown>,
     ) -> WriteBuffer {
         let size = base.as_ref().map_or(0, |b| b.size);
-        shared_size.store(size, Ordering::Release);
-        WriteBuffer {
+        shown.size.store(size, Ordering::Release);
+        let new_data = base.is_none();
+        let mut buffer = WriteBuffer {
             client,
             cfg,
             key,
             opts,
             staging: None,
             size,
-            shared_size,
+            shown,
             base_limit: size,
             must_upload: base.is_none(),
             base,
@@ -105,11 +122,21 @@ impl WriteBuffer {
             dirty: RangeSet::default(),
             stream: None,
             streamed: BTreeSet::new(),
+            stream_front: 0,
             failed: None,
             mtime: None,
+            changed_at: None,
+            ctime_at: None,
             stamped: SystemTime::now(),
+            stamped_ctime: SystemTime::now(),
             discarded: false,
+            stream_meta_stale: false,
+        };
+        if new_data {
+            // A new or truncated file: its data changed now.
+            buffer.touch(true);
         }
+        buffer
     }
 
     fn check_failed(&self) -> Result<(), WriteError> {
@@ -128,7 +155,7 @@ impl WriteBuffer {
 
     fn set_size(&mut self, size: u64) {
         self.size = size;
-        self.shared_size.store(size, Ordering::Release);
+        self.shown.size.store(size, Ordering::Release);
     }
 
     pub async fn write(&mut self, offset: u64, data: Vec<u8>) -> Result<u32, WriteError> {
@@ -144,7 +171,7 @@ impl WriteBuffer {
         }
         self.present.insert(offset..end);
         self.dirty.insert(offset..end);
-        self.mtime = None;
+        self.touch(true);
         if end > self.size {
             self.set_size(end);
         }
@@ -175,20 +202,14 @@ impl WriteBuffer {
             _ => 0,
         };
         loop {
-            // Stream only an unbroken run of parts from the first; a part written again
-            // breaks it and the rest waits for the flush.
-            let sent = self.streamed.len() as u32;
-            if self.streamed.last().copied().unwrap_or(0) != sent {
-                return Ok(());
-            }
-            let next = sent + 1;
+            let next = self.stream_front + 1;
             let range = ladder_part_range(self.cfg.part_size, next);
             // Only parts the writer has moved past: a file of exactly one part is a PUT.
             if range.end >= written_prefix {
                 return Ok(());
             }
             if self.stream.is_none() {
-                self.stamp_mtime();
+                self.stamp_times();
                 self.stream =
                     Some(UploadQueue::start(self.client.clone(), &self.key, &self.opts, self.cfg.concurrency).await?);
             }
@@ -196,6 +217,7 @@ impl WriteBuffer {
             let body = self.assemble(range).await?;
             self.stream.as_mut().expect("started").submit_data(next as i32, body, permit).await?;
             self.streamed.insert(next);
+            self.stream_front = next;
         }
     }
 
@@ -221,7 +243,8 @@ impl WriteBuffer {
                 let base = self.base.as_ref().expect("checked");
                 let bytes = self.client.get_range_if(&self.key, from_base.clone(), base.etag.as_deref()).await?;
                 if bytes.len() as u64 != from_base.end - from_base.start {
-                    return Err(ObjectError::Protocol(format!("{} changed size while it was being edited", self.key)));
+                    return Err(ObjectError::new(ErrorKind::PreconditionFailed, "GetObject", self.key.as_str())
+                        .with_message("the object changed size while it was being edited"));
                 }
                 out.extend_from_slice(&bytes);
             }
@@ -232,10 +255,10 @@ impl WriteBuffer {
 
     async fn read_staged(&self, r: Range<u64>) -> Result<Vec<u8>, ObjectError> {
         let staging = self.staging.as_ref().expect("held bytes live in the staging file");
-        staging
-            .read_at(r.start, (r.end - r.start) as usize)
-            .await
-            .map_err(|e| ObjectError::Protocol(format!("reading staging file: {e}")))
+        staging.read_at(r.start, (r.end - r.start) as usize).await.map_err(|e| {
+            ObjectError::new(ErrorKind::Malformed, "staging", self.key.as_str())
+                .with_message(format!("reading the staging file: {e}"))
+        })
     }
 
     pub async fn read(&mut self, offset: u64, size: u32) -> Result<Bytes, WriteError> {
@@ -265,6 +288,7 @@ impl WriteBuffer {
             self.dirty.insert(self.size..size);
         }
         self.must_upload = true;
+        self.touch(true);
         self.set_size(size);
         Ok(())
     }
@@ -283,14 +307,33 @@ impl WriteBuffer {
         }
     }
 
-    /// Writes the mtime (explicit, else now) into the metadata of the upload about to start.
-    /// The time is kept in whole seconds, as stored, so a file's mtime does not change
-    /// when it is next read from the store.
-    fn stamp_mtime(&mut self) {
-        let when = self.mtime.unwrap_or_else(SystemTime::now);
-        let secs = when.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.stamped = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
-        self.opts.metadata.insert("mtime".into(), secs.to_string());
+    /// Something changed now: the data (`data`: mtime and ctime), or only attributes
+    /// (ctime). stat shows these times from now on, and the upload stores them.
+    fn touch(&mut self, data: bool) {
+        let now = SystemTime::now();
+        if data {
+            self.changed_at = Some(now);
+            self.mtime = None;
+        }
+        self.ctime_at = Some(now);
+        self.shown.set_times(self.mtime.or(self.changed_at), now);
+    }
+
+    /// Writes the times into the metadata of the upload about to start, exactly as stat
+    /// showed them: mtime set explicitly, else of the last change here, else the one the
+    /// object had (a chmod is not a write); ctime of the last change of anything.
+    fn stamp_times(&mut self) {
+        let kept = self.opts.metadata.get("mtime").and_then(|v| parse_time(v));
+        let mtime = self.mtime.or(self.changed_at).or(kept).unwrap_or_else(SystemTime::now);
+        let ctime = self.ctime_at.unwrap_or(mtime);
+        self.stamped = mtime;
+        self.stamped_ctime = ctime;
+        self.opts.metadata.insert("mtime".into(), format_time(mtime));
+        self.opts.metadata.insert("ctime".into(), format_time(ctime));
+    }
+
+    fn uploaded(&self, etag: Option<String>) -> Uploaded {
+        Uploaded { size: self.size, etag, at: self.stamped, ctime: self.stamped_ctime }
     }
 
     pub fn set_meta(&mut self, meta: MetaChange) {
@@ -300,10 +343,17 @@ impl WriteBuffer {
                 self.opts.metadata.insert(name.into(), v.to_string());
             }
         }
+        if let Some(atime) = meta.atime {
+            // Stored only when set: reads do not record access times.
+            self.opts.metadata.insert("atime".into(), format_time(atime));
+        }
+        self.touch(false);
         if meta.mtime.is_some() {
             self.mtime = meta.mtime;
+            self.shown.set_times(self.mtime, self.ctime_at.unwrap_or_else(SystemTime::now));
         }
         self.must_upload = true;
+        self.stream_meta_stale |= self.stream.is_some();
     }
 
     pub fn is_dirty(&self) -> bool {
@@ -318,7 +368,8 @@ impl WriteBuffer {
         if self.size != 0 || !self.dirty.is_empty() || self.stream.is_some() || self.discarded {
             return Ok(None);
         }
-        self.stamp_mtime();
+        self.touch(true);
+        self.stamp_times();
         let result = if size > MAX_SINGLE_COPY {
             multipart_copy(self.client.clone(), &self.cfg, source, etag, &self.key, size, &self.opts).await
         } else {
@@ -330,7 +381,7 @@ impl WriteBuffer {
                 self.base_limit = size;
                 self.set_size(size);
                 self.must_upload = false;
-                Ok(Some(Uploaded { size, etag, at: self.stamped }))
+                Ok(Some(self.uploaded(etag)))
             }
             Err(e) => Err(self.fail(e).await),
         }
@@ -343,25 +394,44 @@ impl WriteBuffer {
             return Ok(None);
         }
         if self.stream.is_none() {
-            self.stamp_mtime();
+            self.stamp_times();
         }
         let result = if self.stream.is_none() && self.size <= self.cfg.part_size {
             self.put_whole().await
         } else {
-            self.upload_parts().await
+            let stale = std::mem::take(&mut self.stream_meta_stale);
+            match self.upload_parts().await {
+                Ok(etag) if stale => self.restamp_metadata(etag).await,
+                other => other,
+            }
         };
         match result {
             Ok(etag) => {
-                let uploaded = Uploaded { size: self.size, etag: etag.clone(), at: self.stamped };
+                let uploaded = self.uploaded(etag.clone());
                 // The new object is now the base; staged bytes stay valid for later reads.
                 self.base = Some(BaseObject { etag, size: self.size });
                 self.base_limit = self.size;
                 self.dirty.clear();
                 self.must_upload = false;
                 self.streamed.clear();
+                self.stream_front = 0;
                 Ok(Some(uploaded))
             }
             Err(e) => Err(self.fail(e).await),
+        }
+    }
+
+    /// A streamed upload was created with the attributes of its start; ones changed since
+    /// (chmod, utimens while writing) go on with a copy of the object onto itself.
+    async fn restamp_metadata(&mut self, etag: Option<String>) -> Result<Option<String>, ObjectError> {
+        if self.mtime.is_some() {
+            self.stamp_times();
+        }
+        match etag {
+            Some(etag) if self.size > MAX_SINGLE_COPY => {
+                multipart_copy(self.client.clone(), &self.cfg, &self.key, &etag, &self.key, self.size, &self.opts).await
+            }
+            etag => self.client.copy_object(&self.key, etag.as_deref(), &self.key, Some(&self.opts)).await,
         }
     }
 
@@ -421,16 +491,30 @@ impl WriteBuffer {
         if let Some(queue) = self.stream.take() {
             queue.abort().await;
         }
-        let msg = err.to_string();
         match &mut self.staging {
             Some(staging) => {
                 staging.keep();
-                error!(key = %self.key, staging = %staging.path().display(), "upload failed: {msg}; the written data is kept in the staging file");
+                error!(key = %self.key, staging = %staging.path().display(), "upload failed: {err}; the written data is kept in the staging file");
             }
-            None => error!(key = %self.key, "upload failed: {msg}"),
+            None => error!(key = %self.key, "upload failed: {err}"),
         }
-        self.failed = Some(msg.clone());
-        WriteError::Failed(msg)
+        self.failed = Some(err.clone());
+        WriteError::Failed(err)
+    }
+
+    /// The writer went away without closing: keeps the staging file, uploads nothing, and
+    /// says where the data is.
+    pub async fn abandon(mut self) {
+        if let Some(queue) = self.stream.take() {
+            queue.abort().await;
+        }
+        match &mut self.staging {
+            Some(staging) => {
+                staging.keep();
+                error!(key = %self.key, staging = %staging.path().display(), "the file was still open when the mount ended: not stored; its data is kept in the staging file");
+            }
+            None => error!(key = %self.key, "the file was still open when the mount ended: not stored"),
+        }
     }
 
     /// Ends the buffer: the last flush has been reported to the writer already.

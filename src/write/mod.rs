@@ -7,20 +7,23 @@ mod buffer;
 mod parts;
 mod ranges;
 mod staging;
+#[cfg(test)]
+mod tests;
 mod upload;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
-use tracing::{error, Instrument};
+use tracing::Instrument;
 
 pub use buffer::{BaseObject, MetaChange, Uploaded};
 pub use upload::{multipart_copy, MAX_SINGLE_COPY};
 
-use crate::s3::{ObjectClient, ObjectError, PutOptions};
+use crate::store::{ObjectError, ObjectStore, PutOptions};
 use buffer::WriteBuffer;
 
 /// Settings shared by every writer of the mount, with the mount-wide memory budget.
@@ -32,6 +35,31 @@ pub struct WriteConfig {
     pub copy_threshold: u64,
     budget: Arc<Semaphore>,
     budget_mib: u32,
+    /// Writer tasks still running (open, or finishing their upload).
+    active: Arc<ActiveWriters>,
+}
+
+#[derive(Default)]
+struct ActiveWriters {
+    count: std::sync::atomic::AtomicUsize,
+    ended: tokio::sync::Notify,
+}
+
+/// Counts one writer task as running until dropped.
+struct ActiveGuard(Arc<ActiveWriters>);
+
+impl ActiveGuard {
+    fn new(active: &Arc<ActiveWriters>) -> ActiveGuard {
+        active.count.fetch_add(1, Ordering::AcqRel);
+        ActiveGuard(active.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_waiters();
+    }
 }
 
 impl WriteConfig {
@@ -50,6 +78,27 @@ impl WriteConfig {
             copy_threshold,
             budget: Arc::new(Semaphore::new(budget_mib as usize)),
             budget_mib,
+            active: Arc::default(),
+        }
+    }
+
+    /// Writer tasks still running: files open for writing, and closes still uploading.
+    pub fn active_writers(&self) -> usize {
+        self.active.count.load(Ordering::Acquire)
+    }
+
+    /// Waits until every writer task has ended (at unmount: closes in flight finish their
+    /// uploads), calling `progress` with the number left every few seconds.
+    pub async fn wait_for_writers(&self, progress: impl Fn(usize)) {
+        loop {
+            let ended = self.active.ended.notified();
+            let left = self.active_writers();
+            if left == 0 {
+                return;
+            }
+            if tokio::time::timeout(std::time::Duration::from_secs(5), ended).await.is_err() {
+                progress(self.active_writers());
+            }
         }
     }
 
@@ -65,8 +114,9 @@ impl WriteConfig {
 pub enum WriteError {
     #[error("staging file: {0}")]
     Staging(std::io::Error),
+    /// The file's upload failed; every later write, flush and close reports it.
     #[error("upload failed: {0}")]
-    Failed(String),
+    Failed(ObjectError),
     #[error(transparent)]
     Store(#[from] ObjectError),
     #[error("the file's writer has stopped")]
@@ -91,25 +141,44 @@ enum Command {
 #[derive(Clone)]
 pub struct WriterHandle {
     tx: mpsc::Sender<Command>,
-    size: Arc<AtomicU64>,
+    shown: Arc<Shown>,
+}
+
+/// What stat shows of a file being written, kept current by its buffer.
+#[derive(Default)]
+pub struct Shown {
+    size: AtomicU64,
+    /// Nanoseconds since the epoch; 0 while the base's times stand.
+    mtime: AtomicU64,
+    ctime: AtomicU64,
+}
+
+impl Shown {
+    fn set_times(&self, mtime: Option<SystemTime>, ctime: SystemTime) {
+        let nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        self.mtime.store(mtime.map_or(0, nanos), Ordering::Release);
+        self.ctime.store(nanos(ctime), Ordering::Release);
+    }
 }
 
 impl WriterHandle {
     /// Starts the task owning a new buffer for `key`; `base` is the object its unwritten
     /// bytes come from (`None` for a new or truncated file).
     pub fn spawn(
-        client: Arc<ObjectClient>,
+        client: Arc<dyn ObjectStore>,
         cfg: Arc<WriteConfig>,
         key: String,
         opts: PutOptions,
         base: Option<BaseObject>,
     ) -> WriterHandle {
-        let size = Arc::new(AtomicU64::new(0));
+        let shown = Arc::new(Shown::default());
         let span = tracing::debug_span!("writer", key = %key);
-        let mut buffer = WriteBuffer::new(client, cfg, key, opts, base, size.clone());
+        let active = ActiveGuard::new(&cfg.active);
+        let mut buffer = WriteBuffer::new(client, cfg, key, opts, base, shown.clone());
         let (tx, mut rx) = mpsc::channel::<Command>(16);
         tokio::spawn(
             async move {
+                let _active = active;
                 while let Some(cmd) = rx.recv().await {
                     match cmd {
                         Command::Write { offset, data, reply } => drop(reply.send(buffer.write(offset, data).await)),
@@ -137,17 +206,16 @@ impl WriterHandle {
                         }
                     }
                 }
-                // Every handle is gone without a close (the kernel never released the
-                // file): store what was written rather than drop it.
+                // Every handle is gone without a close: the session ended (a forced
+                // unmount) while the file was open. Its data may be incomplete, so it is
+                // not stored over the object; the staging file keeps it.
                 if buffer.is_dirty() {
-                    if let Err(e) = buffer.close().await {
-                        error!("final upload of an abandoned writer failed: {e}");
-                    }
+                    buffer.abandon().await;
                 }
             }
             .instrument(span),
         );
-        WriterHandle { tx, size }
+        WriterHandle { tx, shown }
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, WriteError> {
@@ -199,9 +267,24 @@ impl WriterHandle {
         self.ask(|reply| Command::Close { reply }).await
     }
 
+    /// Waits until the writer's task has ended (its close has stored the file, or failed).
+    pub async fn ended(&self) {
+        self.tx.closed().await
+    }
+
     /// The file's size as written so far (what stat must show while it is open).
     pub fn size(&self) -> u64 {
-        self.size.load(Ordering::Acquire)
+        self.shown.size.load(Ordering::Acquire)
+    }
+
+    /// The mtime and ctime the file has now, when they changed here (else the base's
+    /// stand).
+    pub fn times(&self) -> Option<(SystemTime, SystemTime)> {
+        let at = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
+        match (self.shown.mtime.load(Ordering::Acquire), self.shown.ctime.load(Ordering::Acquire)) {
+            (0, _) => None,
+            (mtime, ctime) => Some((at(mtime), at(ctime))),
+        }
     }
 
     pub fn same(&self, other: &WriterHandle) -> bool {

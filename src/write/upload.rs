@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::parts::{MAX_PART, MAX_PARTS, MIN_PART};
 use super::WriteConfig;
-use crate::s3::{CompletedPart, ObjectClient, ObjectError, PutOptions};
+use crate::store::{CompletedPart, ErrorKind, ObjectError, ObjectStore, PutOptions};
 
 /// The largest object CopyObject copies in one request.
 pub const MAX_SINGLE_COPY: u64 = 5 << 30;
@@ -21,7 +21,7 @@ pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 /// Copies `size` bytes of `source` (at ETag `etag`) to `dest` on the server in parts of
 /// the copy threshold (grown to stay within 10,000 parts), for objects CopyObject refuses.
 pub async fn multipart_copy(
-    client: Arc<ObjectClient>,
+    client: Arc<dyn ObjectStore>,
     cfg: &WriteConfig,
     source: &str,
     etag: &str,
@@ -43,7 +43,7 @@ pub async fn multipart_copy(
 }
 
 pub struct UploadQueue {
-    client: Arc<ObjectClient>,
+    client: Arc<dyn ObjectStore>,
     key: String,
     upload_id: String,
     tasks: JoinSet<Result<CompletedPart, ObjectError>>,
@@ -53,7 +53,7 @@ pub struct UploadQueue {
 
 impl UploadQueue {
     pub async fn start(
-        client: Arc<ObjectClient>,
+        client: Arc<dyn ObjectStore>,
         key: &str,
         opts: &PutOptions,
         concurrency: usize,
@@ -124,7 +124,10 @@ impl UploadQueue {
         &mut self,
         done: Result<Result<CompletedPart, ObjectError>, tokio::task::JoinError>,
     ) -> Result<(), ObjectError> {
-        let part = done.map_err(|e| ObjectError::Protocol(format!("part upload task failed: {e}")))??;
+        let part = done.map_err(|e| {
+            ObjectError::new(ErrorKind::Malformed, "UploadPart", self.key.as_str())
+                .with_message(format!("part task failed: {e}"))
+        })??;
         self.parts.insert(part.number, part);
         Ok(())
     }

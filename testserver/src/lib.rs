@@ -211,11 +211,35 @@ async fn serve(listener: TcpListener, service: S3Service, shutdown: impl Future<
         };
         // Without this, small responses wait for the peer's delayed ACK (~40 ms each).
         let _ = socket.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+        let conn = http.serve_connection(TokioIo::new(socket), with_request_ids(service.clone())).into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
         });
     }
+}
+
+/// Stamps every answer with an `x-amz-request-id`, as S3 and XOS do, so clients' error
+/// reports can be checked for it.
+fn with_request_ids(
+    service: S3Service,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = s3s::HttpResponse,
+    Error = s3s::HttpError,
+    Future = impl Future<Output = Result<s3s::HttpResponse, s3s::HttpError>> + Send,
+> + Clone {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    hyper::service::service_fn(move |req| {
+        let service = service.clone();
+        async move {
+            let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let mut resp = hyper::service::Service::call(&service, req).await?;
+            if let Ok(value) = http::HeaderValue::from_str(&format!("xosfs-test-{id:08x}")) {
+                resp.headers_mut().insert("x-amz-request-id", value);
+            }
+            Ok(resp)
+        }
+    })
 }
 
 /// Deterministic pseudo-random bytes (xorshift): incompressible test data whose checksums

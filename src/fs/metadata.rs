@@ -1,0 +1,266 @@
+//! Attributes and extended attributes: chmod, chown, utimens, truncate, xattrs, stored in
+//! the object's metadata by copying it onto itself (or with the upload of a file being
+//! written).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::attr::{Attr, Kind, ObjectStat, PosixMeta};
+use super::error::FsError;
+use super::inode::Inode;
+use super::{rewrite_options, unless_closed, Fs};
+use super::{xattr, AttrChange, Changer};
+use crate::store::{ErrorKind, ObjectInfo, PutOptions};
+use crate::times::format_time;
+use crate::write::{BaseObject, MetaChange, MAX_SINGLE_COPY};
+
+impl Fs {
+    /// chmod, chown, utimens: kept in the s3fs-compatible metadata. A file being written
+    /// stores them with its upload; any other file is copied onto itself with the new
+    /// metadata (the object is otherwise unchanged).
+    pub async fn set_attributes(&self, ino: u64, by: Changer, change: AttrChange) -> Result<Attr, FsError> {
+        let inode = self.inode(ino)?;
+        if change.is_empty() {
+            return Ok(self.attr_of(&inode));
+        }
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        self.changed_by(ino, by);
+        let mut stat = inode.stat();
+        let current = self.attr_of(&inode);
+        let type_bits = match inode.kind {
+            Kind::Directory => libc::S_IFDIR,
+            Kind::Symlink => libc::S_IFLNK,
+            Kind::File => libc::S_IFREG,
+        };
+        let mode = type_bits | u32::from(change.mode.unwrap_or(current.perm));
+        let meta = MetaChange {
+            mode: Some(mode),
+            uid: change.uid.or(Some(current.uid)),
+            gid: change.gid.or(Some(current.gid)),
+            mtime: change.mtime,
+            atime: change.atime,
+        };
+        // Stored with the upload of a file being written; a writer closed meanwhile has
+        // uploaded already, so the attributes then go on the stored object.
+        let by_writer = match self.writer_of(ino) {
+            Some(writer) => unless_closed(writer.set_meta(meta).await)?,
+            None => None,
+        };
+        match by_writer {
+            Some(()) => {}
+            None => {
+                let uid = meta.uid.unwrap_or(current.uid);
+                let gid = meta.gid.unwrap_or(current.gid);
+                self.rewrite_metadata(&inode, |info| {
+                    let metadata = &mut info.metadata;
+                    metadata.insert("mode".into(), mode.to_string());
+                    metadata.insert("uid".into(), uid.to_string());
+                    metadata.insert("gid".into(), gid.to_string());
+                    // The copy changes Last-Modified: keep the time shown unless it changes.
+                    let mtime = change.mtime.or(PosixMeta::from_metadata(metadata).mtime).or(info.last_modified);
+                    if let Some(t) = mtime {
+                        metadata.insert("mtime".into(), format_time(t));
+                    }
+                    // atime only when set (as with noatime), and the change itself.
+                    if let Some(t) = change.atime {
+                        metadata.insert("atime".into(), format_time(t));
+                    }
+                    metadata.insert("ctime".into(), format_time(SystemTime::now()));
+                    Ok(())
+                })
+                .await?;
+                return Ok(self.attr_of(&inode));
+            }
+        }
+        stat.posix.mode = meta.mode;
+        stat.posix.uid = meta.uid;
+        stat.posix.gid = meta.gid;
+        if let Some(t) = change.mtime {
+            stat.posix.mtime = Some(t);
+        }
+        if let Some(t) = change.atime {
+            stat.posix.atime = Some(t);
+        }
+        inode.set_stat(stat);
+        Ok(self.attr_of(&inode))
+    }
+
+    /// truncate(2)/ftruncate(2): through the file's writer, or as a one-off rewrite.
+    pub async fn set_size(&self, ino: u64, by: Changer, size: u64) -> Result<Attr, FsError> {
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        self.changed_by(ino, by);
+        let inode = self.inode(ino)?;
+        if inode.kind == Kind::Directory {
+            return Err(FsError::IsDirectory);
+        }
+        let by_writer = match self.writer_of(ino) {
+            Some(writer) => unless_closed(writer.truncate(size).await)?,
+            None => None,
+        };
+        match by_writer {
+            Some(()) => {}
+            None => {
+                let stored = self.revalidate(&inode).await?;
+                let base = (size > 0).then(|| BaseObject { etag: stored.etag.clone(), size: stored.size });
+                let writer = self.spawn_writer(&inode, base, Some(&stored))?;
+                writer.truncate(size).await?;
+                if let Some(uploaded) = writer.close().await? {
+                    self.record_upload(ino, uploaded);
+                }
+            }
+        }
+        Ok(self.attr_of(&inode))
+    }
+
+    /// Copies the object of `inode` onto itself with its metadata (and Content-Type)
+    /// changed by `edit`, the data untouched. A directory without a marker gets one, with
+    /// its current attributes, to hold the metadata.
+    pub(super) async fn rewrite_metadata(
+        &self,
+        inode: &Inode,
+        edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
+    ) -> Result<(), FsError> {
+        let key = self.key(inode)?;
+        let Some(mut info) = self.stored_info(inode).await? else {
+            let current = self.attr_of(inode);
+            let dir_mode = libc::S_IFDIR | u32::from(current.perm);
+            let opts = self.marker_options(dir_mode, current.uid, current.gid, current.mtime);
+            let mut info = ObjectInfo {
+                size: 0,
+                content_type: opts.content_type.clone(),
+                last_modified: Some(current.mtime),
+                etag: None,
+                storage_class: None,
+                metadata: opts.metadata.clone(),
+            };
+            edit(&mut info)?;
+            let opts = PutOptions { metadata: info.metadata, ..opts };
+            let etag = self.client.put_object(&key, Bytes::new(), &opts).await?;
+            let posix = PosixMeta::from_metadata(&opts.metadata);
+            inode.set_stat(ObjectStat { etag, posix, ..ObjectStat::default() });
+            return Ok(());
+        };
+        if info.size > MAX_SINGLE_COPY {
+            return Err(FsError::NotSupported);
+        }
+        let source_etag = info.etag.clone();
+        edit(&mut info)?;
+        if info.metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > xattr::METADATA_LIMIT {
+            return Err(FsError::AttributesTooBig);
+        }
+        // Exactly the Content-Type the edit left, generic or not.
+        let opts = PutOptions {
+            content_type: info.content_type.clone(),
+            ..rewrite_options(&self.upload_defaults, &key, &info)
+        };
+        let etag = self.client.copy_object(&key, source_etag.as_deref(), &key, Some(&opts)).await?;
+        inode.set_stat(ObjectStat {
+            size: info.size,
+            last_modified: Some(SystemTime::now()),
+            etag,
+            posix: PosixMeta::from_metadata(&info.metadata),
+        });
+        self.readers_follow(inode.ino);
+        Ok(())
+    }
+
+    /// The object's metadata as stored now; `None` for a directory without a marker.
+    pub(super) async fn stored_info(&self, inode: &Inode) -> Result<Option<ObjectInfo>, FsError> {
+        match self.client.head_object(&self.key(inode)?).await {
+            Ok(info) => Ok(Some(info)),
+            Err(e) if e.is(ErrorKind::NotFound) && inode.kind == Kind::Directory => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// getxattr(2): a stored user attribute, or one of the `user.xos.*` views of the object.
+    pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        let inode = self.inode(ino)?;
+        if !name.starts_with("user.") {
+            // security.*, system.posix_acl_* and trusted.* are asked for by ls and cp on
+            // every file: answer without a request.
+            return Err(FsError::NoAttribute);
+        }
+        let info = self.stored_info(&inode).await?.ok_or(FsError::NoAttribute)?;
+        let value = match name {
+            xattr::ETAG => info.etag.map(|e| e.trim_matches('"').to_string()),
+            xattr::STORAGE_CLASS => Some(info.storage_class.unwrap_or_else(|| "STANDARD".into())),
+            xattr::CONTENT_TYPE => info.content_type,
+            _ => {
+                return xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str))
+                    .remove(name)
+                    .ok_or(FsError::NoAttribute)
+            }
+        };
+        value.map(String::into_bytes).ok_or(FsError::NoAttribute)
+    }
+
+    /// listxattr(2): the stored user attributes and the `user.xos.*` views.
+    pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
+        let inode = self.inode(ino)?;
+        let Some(info) = self.stored_info(&inode).await? else { return Ok(Vec::new()) };
+        let mut names: Vec<String> = xattr::VIRTUAL.iter().map(|n| n.to_string()).collect();
+        names.extend(xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str)).into_keys());
+        Ok(names)
+    }
+
+    /// setxattr(2) (`create`: XATTR_CREATE, `replace`: XATTR_REPLACE) and removexattr(2)
+    /// (`value` None). Only user attributes; `user.xos.content_type` sets the
+    /// Content-Type. Stored by copying the object onto itself with the new metadata.
+    pub async fn change_xattr(
+        &self,
+        ino: u64,
+        name: &str,
+        value: Option<&[u8]>,
+        create: bool,
+        replace: bool,
+    ) -> Result<(), FsError> {
+        let inode = self.inode(ino)?;
+        if !name.starts_with("user.") {
+            return Err(FsError::NotSupported);
+        }
+        if name == xattr::ETAG
+            || name == xattr::STORAGE_CLASS
+            || (name.starts_with("user.xos.") && name != xattr::CONTENT_TYPE)
+        {
+            return Err(FsError::PermissionDenied);
+        }
+        if self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        if self.writer_of(ino).is_some() {
+            // Its upload at close would carry the metadata of its open, losing this.
+            return Err(FsError::Busy);
+        }
+        self.rewrite_metadata(&inode, |info| {
+            if name == xattr::CONTENT_TYPE {
+                let value = value.ok_or(FsError::PermissionDenied)?;
+                info.content_type = Some(String::from_utf8(value.to_vec()).map_err(|_| FsError::InvalidName)?);
+                return Ok(());
+            }
+            let mut attrs = xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str));
+            match (value, attrs.contains_key(name)) {
+                (Some(_), true) if create => return Err(FsError::AttributeExists),
+                (Some(_), false) if replace => return Err(FsError::NoAttribute),
+                (None, false) => return Err(FsError::NoAttribute),
+                (Some(v), _) => {
+                    attrs.insert(name.to_string(), v.to_vec());
+                }
+                (None, true) => {
+                    attrs.remove(name);
+                }
+            }
+            match xattr::encode(&attrs) {
+                Some(stored) => info.metadata.insert(xattr::METADATA_KEY.into(), stored),
+                None => info.metadata.remove(xattr::METADATA_KEY),
+            };
+            Ok(())
+        })
+        .await
+    }
+}

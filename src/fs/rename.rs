@@ -1,0 +1,163 @@
+//! rename(2): a file is a server-side copy and a delete; a directory moves every key
+//! below it, deleting the sources only once every copy succeeded.
+
+use super::attr::Kind;
+use super::error::FsError;
+use super::inode::Inode;
+use super::{rewrite_options, unless_closed, Fs};
+use crate::store::{ErrorKind, ObjectError, ObjectInfo, PutOptions};
+use crate::write::{multipart_copy, BaseObject};
+
+/// Objects copied at once when a directory is renamed.
+const RENAME_CONCURRENCY: usize = 16;
+
+impl Fs {
+    /// rename(2). A file is copied on the server (keeping its metadata; Content-Type from
+    /// the new name) and the old key deleted; a directory moves every key below it, the
+    /// sources deleted only once all copies succeeded. Not atomic: a failure leaves every
+    /// object reachable under its old or its new name, and reports EIO.
+    pub async fn rename(
+        &self,
+        parent: u64,
+        name: &str,
+        new_parent: u64,
+        new_name: &str,
+        no_replace: bool,
+    ) -> Result<(), FsError> {
+        let dir = self.writable_dir(parent, name)?;
+        let new_dir = self.writable_dir(new_parent, new_name)?;
+        let src = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
+        let dst = self.find_child(&new_dir, new_name).await?;
+        if let Some(dst) = &dst {
+            if dst.ino == src.ino {
+                return Ok(());
+            }
+            if no_replace {
+                return Err(FsError::Exists);
+            }
+            match (src.kind == Kind::Directory, dst.kind == Kind::Directory) {
+                (false, true) => return Err(FsError::IsDirectory),
+                (true, false) => return Err(FsError::NotDirectory),
+                (true, true) => {
+                    if !self.stored_dir_is_empty(&self.key(dst)?).await? {
+                        return Err(FsError::NotEmpty);
+                    }
+                }
+                (false, false) => {}
+            }
+        }
+        let new_key = format!("{}{new_name}", self.key(&new_dir)?);
+        match src.kind {
+            Kind::Directory => self.rename_dir(&src, &format!("{new_key}/")).await?,
+            Kind::File | Kind::Symlink => self.rename_file(&src, &new_key).await?,
+        }
+        // A file replaced by the rename must not come back when its writer closes.
+        if let Some(replaced) = dst.and_then(|d| self.writers.orphan(d.ino)) {
+            unless_closed(replaced.discard().await)?;
+        }
+        self.missing.remove(&(new_parent, new_name.to_string()));
+        self.inodes.rename(&src, new_parent, new_name);
+        Ok(())
+    }
+
+    pub(super) async fn rename_file(&self, src: &Inode, new_key: &str) -> Result<(), FsError> {
+        let old_key = self.key(src)?;
+        // A writer released just before the rename (close, then rename, as rsync does) may
+        // have ended meanwhile: its close already stored everything, so there is no writer.
+        let writer = self.writer_of(src.ino);
+        // What is written so far is stored first, so the copy carries it.
+        if let Some(writer) = &writer {
+            if let Some(uploaded) = unless_closed(writer.flush().await)?.flatten() {
+                self.record_upload(src.ino, uploaded);
+            }
+        }
+        let info = self.client.head_object(&old_key).await?;
+        let opts = rewrite_options(&self.upload_defaults, new_key, &info);
+        let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
+        self.client.delete_object(&old_key).await?;
+        if let Some(writer) = writer {
+            unless_closed(writer.rekey(new_key.to_string(), BaseObject { etag: etag.clone(), size: info.size }).await)?;
+        }
+        let mut stat = src.stat();
+        stat.etag = etag;
+        src.set_stat(stat);
+        self.readers_follow(src.ino);
+        Ok(())
+    }
+
+    /// One object to another name on the server: CopyObject, or part by part above the
+    /// copy threshold. `opts` replaces the metadata; `None` keeps it.
+    pub(super) async fn copy(
+        &self,
+        from: &str,
+        info: &ObjectInfo,
+        to: &str,
+        opts: Option<&PutOptions>,
+    ) -> Result<Option<String>, FsError> {
+        if info.size <= self.write_cfg.copy_threshold {
+            return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
+        }
+        let etag = info.etag.as_deref().ok_or(FsError::NotSupported)?;
+        // A part copy starts a new upload, which must be given the metadata to keep.
+        let kept = rewrite_options(&self.upload_defaults, to, info);
+        let opts = opts.unwrap_or(&kept);
+        Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, opts).await?)
+    }
+
+    pub(super) async fn rename_dir(&self, src: &Inode, new_prefix: &str) -> Result<(), FsError> {
+        let old_prefix = self.key(src)?;
+        let busy = self.writers.inodes().into_iter().any(|ino| {
+            self.inodes.get(ino).and_then(|i| self.inodes.key_of(&i)).is_some_and(|k| k.starts_with(&old_prefix))
+        });
+        if busy {
+            return Err(FsError::Busy);
+        }
+        let objects = self.client.list_all(&old_prefix).await?;
+        if objects.is_empty() {
+            // A directory that exists only here (made, nothing stored below): nothing to move.
+            return Ok(());
+        }
+        let mut copies = tokio::task::JoinSet::new();
+        let mut failed = None;
+        for object in &objects {
+            while copies.len() >= RENAME_CONCURRENCY {
+                if let Some(Ok(Err(e))) = copies.join_next().await {
+                    failed.get_or_insert(e);
+                }
+            }
+            let to = format!("{new_prefix}{}", &object.key[old_prefix.len()..]);
+            let (from, etag, client) = (object.key.clone(), object.etag.clone(), self.client.clone());
+            if object.size > self.write_cfg.copy_threshold {
+                // Part copies need the metadata up front: ask for it and copy inline.
+                let info = self.client.head_object(&from).await?;
+                if let Err(e) = self.copy(&from, &info, &to, None).await {
+                    failed.get_or_insert(e);
+                }
+                continue;
+            }
+            copies.spawn(async move {
+                client.copy_object(&from, etag.as_deref(), &to, None).await.map(drop).map_err(FsError::from)
+            });
+        }
+        while let Some(done) = copies.join_next().await {
+            if let Ok(Err(e)) = done {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            tracing::error!(from = %old_prefix, to = %new_prefix, "directory rename failed while copying; every object is still under the old name: {e}");
+            return Err(e);
+        }
+        let keys: Vec<String> = objects.into_iter().map(|o| o.key).collect();
+        for batch in keys.chunks(1000) {
+            let failures = self.client.delete_objects(batch).await?;
+            if let Some((key, why)) = failures.first() {
+                tracing::error!(from = %old_prefix, to = %new_prefix, "directory rename copied everything but could not delete {} old key(s), e.g. {key}: {why}", failures.len());
+                return Err(FsError::Store(
+                    ObjectError::new(ErrorKind::Rejected, "DeleteObjects", key.as_str()).with_message(why.as_str()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
