@@ -50,6 +50,7 @@ impl Ttls {
                     mtime: std::time::UNIX_EPOCH,
                     atime: std::time::UNIX_EPOCH,
                     ctime: std::time::UNIX_EPOCH,
+                    rdev: 0,
                     perm: 0,
                     uid: 0,
                     gid: 0,
@@ -106,6 +107,10 @@ fn file_attr(a: &Attr) -> FileAttr {
         Kind::File => FileType::RegularFile,
         Kind::Directory => FileType::Directory,
         Kind::Symlink => FileType::Symlink,
+        Kind::Special(libc::S_IFIFO) => FileType::NamedPipe,
+        Kind::Special(libc::S_IFSOCK) => FileType::Socket,
+        Kind::Special(libc::S_IFCHR) => FileType::CharDevice,
+        Kind::Special(_) => FileType::BlockDevice,
     };
     FileAttr {
         ino: INodeNo(a.ino),
@@ -120,7 +125,7 @@ fn file_attr(a: &Attr) -> FileAttr {
         nlink: a.nlink,
         uid: a.uid,
         gid: a.gid,
-        rdev: 0,
+        rdev: a.rdev,
         blksize: MAX_WRITE,
         flags: 0,
     }
@@ -341,6 +346,20 @@ impl Filesystem for FuseAdapter {
         let (uid, gid) = (req.uid(), req.gid());
         self.spawn("mkdir", parent, move |fs, ttl| async move {
             match fs.mkdir(parent.0, &name, perm, uid, gid).await {
+                Ok(attr) => reply.entry_with_ttls(&ttl.attr, &ttl.entry, &file_attr(&attr), Generation(0)),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
+    fn mknod(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, rdev: u32, reply: ReplyEntry) {
+        let Some(name) = name.to_str().map(str::to_string) else {
+            return reply.error(Errno::EINVAL);
+        };
+        let mode = (mode & libc::S_IFMT) | (mode & !umask & 0o7777);
+        let (uid, gid) = (req.uid(), req.gid());
+        self.spawn("mknod", parent, move |fs, ttl| async move {
+            match fs.mknod(parent.0, &name, mode, rdev, uid, gid).await {
                 Ok(attr) => reply.entry_with_ttls(&ttl.attr, &ttl.entry, &file_attr(&attr), Generation(0)),
                 Err(e) => reply.error(errno(e)),
             }

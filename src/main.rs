@@ -96,7 +96,9 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     }
     // One worker per core (the default): requests never block a worker, and more workers
     // than cores only add context switches to every request.
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Nested filesystem futures (rename over a writer's flush over a multipart upload) are
+    // polled on the worker's stack; unoptimized builds overflowed tokio's 2 MiB default.
+    let rt = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(8 << 20).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             report.failed(&format!("cannot start the runtime: {e}"));

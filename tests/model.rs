@@ -18,7 +18,8 @@
 //!   see the new one, or get EIO, never a mix.
 
 use std::collections::{BTreeMap, HashMap};
-use std::process::{Child, Command};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -274,15 +275,37 @@ struct World {
 }
 
 /// Real processes, so the core's "which process closed" check sees real thread groups.
+/// They are started from a thread that lives as long as the test process and die with it
+/// (PR_SET_PDEATHSIG), and hold none of its output pipes, which would keep a reader of the
+/// test output waiting for them.
 fn processes() -> &'static [u32; 3] {
     static PROCS: OnceLock<[u32; 3]> = OnceLock::new();
     PROCS.get_or_init(|| {
-        let spawn = || -> Child { Command::new("sleep").arg("3600").spawn().expect("sleep runs") };
-        let children: Vec<Child> = (0..3).map(|_| spawn()).collect();
-        let pids = [children[0].id(), children[1].id(), children[2].id()];
-        // They outlive every case; the test process's exit takes them along.
-        std::mem::forget(children);
-        pids
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let spawn = || -> Child {
+                let mut cmd = Command::new("sleep");
+                cmd.arg("3600").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+                // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::last_os_error())
+                        }
+                    });
+                }
+                cmd.spawn().expect("sleep runs")
+            };
+            let children: Vec<Child> = (0..3).map(|_| spawn()).collect();
+            tx.send([children[0].id(), children[1].id(), children[2].id()]).unwrap();
+            // The children's parent thread: it must outlive every case.
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv().unwrap()
     })
 }
 

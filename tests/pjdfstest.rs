@@ -19,9 +19,22 @@ use std::time::Duration;
 use common::Server;
 
 /// pjdfstest's groups (its first name segment) that apply to xosfs. Left out: link
-/// (hard links are EPERM by design), mkfifo, mknod, chflags, posix_fallocate.
-const GROUPS: &[&str] =
-    &["chmod", "chown", "ftruncate", "mkdir", "open", "rename", "rmdir", "symlink", "truncate", "unlink", "utimensat"];
+/// (hard links are EPERM by design), chflags, posix_fallocate.
+const GROUPS: &[&str] = &[
+    "chmod",
+    "chown",
+    "ftruncate",
+    "mkdir",
+    "mkfifo",
+    "mknod",
+    "open",
+    "rename",
+    "rmdir",
+    "symlink",
+    "truncate",
+    "unlink",
+    "utimensat",
+];
 
 /// Cases of those groups that are not run, with why.
 const NOT_RUN: &[(&str, &str)] = &[(
@@ -30,158 +43,62 @@ const NOT_RUN: &[(&str, &str)] = &[(
 )];
 
 // Why cases fail; one line each, shared by the cases that fail for the same reason.
-const SPECIAL: &str = "mknod: FIFOs, sockets and device nodes cannot be objects (ENOSYS); the case fails making one";
 const HARD_LINKS: &str = "needs link(2): hard links are refused (EPERM), an object has one key";
 const KEY_MAX: &str = "S3 keys end at 1,024 bytes: the 4,095-byte path the case builds cannot be made";
 const DIR_TIMES: &str = "a directory's times are its marker's: adding or removing entries does not change them";
 const NLINK: &str = "a directory's st_nlink is always 2: subdirectories are not counted";
 
-/// Cases that pass or fail from run to run, accepted either way (and printed), with why.
-const FLAKY: &[(&str, &str)] = &[
-    ("chmod::failed_chmod_unchanged_ctime::regular", JUST_CREATED),
-    ("chmod::update_ctime::regular", JUST_CREATED),
-    ("truncate::unchanged_ctime_failed", JUST_CREATED),
-];
-const JUST_CREATED: &str = "a stat just after a new file's upload may show its time with nanoseconds, later ones the \
-                            stored whole seconds: its ctime seems to change by itself";
-
 /// Every case that fails, with the reason. Recompute with `cargo test --test pjdfstest`:
 /// on a mismatch the message lists what to add or remove.
 const EXPECTED_FAILURES: &[(&str, &str)] = &[
-    ("chmod::change_perm::block", SPECIAL),
-    ("chmod::change_perm::char", SPECIAL),
-    ("chmod::change_perm::fifo", SPECIAL),
-    ("chmod::change_perm::socket", SPECIAL),
     ("chmod::enametoolong_path", KEY_MAX),
-    ("chmod::enotdir_component::block", SPECIAL),
-    ("chmod::enotdir_component::char", SPECIAL),
-    ("chmod::enotdir_component::fifo", SPECIAL),
-    ("chmod::enotdir_component::socket", SPECIAL),
-    ("chmod::failed_chmod_unchanged_ctime::block", SPECIAL),
-    ("chmod::failed_chmod_unchanged_ctime::char", SPECIAL),
-    ("chmod::failed_chmod_unchanged_ctime::fifo", SPECIAL),
-    ("chmod::failed_chmod_unchanged_ctime::socket", SPECIAL),
-    ("chmod::update_ctime::block", SPECIAL),
-    ("chmod::update_ctime::char", SPECIAL),
-    ("chmod::update_ctime::fifo", SPECIAL),
-    ("chmod::update_ctime::socket", SPECIAL),
     ("chown::enametoolong_path", KEY_MAX),
-    ("chown::enotdir_component::block", SPECIAL),
-    ("chown::enotdir_component::char", SPECIAL),
-    ("chown::enotdir_component::fifo", SPECIAL),
-    ("chown::enotdir_component::socket", SPECIAL),
     ("chown::lchown::enametoolong_path", KEY_MAX),
-    ("chown::lchown::enotdir_component::block", SPECIAL),
-    ("chown::lchown::enotdir_component::char", SPECIAL),
-    ("chown::lchown::enotdir_component::fifo", SPECIAL),
-    ("chown::lchown::enotdir_component::socket", SPECIAL),
     ("mkdir::changed_time_fields_success", DIR_TIMES),
-    ("mkdir::eexist_file_exists::block", SPECIAL),
-    ("mkdir::eexist_file_exists::char", SPECIAL),
-    ("mkdir::eexist_file_exists::fifo", SPECIAL),
-    ("mkdir::eexist_file_exists::socket", SPECIAL),
     ("mkdir::enametoolong_path", KEY_MAX),
-    ("mkdir::enotdir_component::block", SPECIAL),
-    ("mkdir::enotdir_component::char", SPECIAL),
-    ("mkdir::enotdir_component::fifo", SPECIAL),
-    ("mkdir::enotdir_component::socket", SPECIAL),
+    ("mkfifo::changed_time_fields_success", DIR_TIMES),
+    ("mkfifo::enametoolong_path", KEY_MAX),
+    ("mknod::changed_time_fields_success", DIR_TIMES),
+    ("mknod::changed_times_success::block", DIR_TIMES),
+    ("mknod::changed_times_success::char", DIR_TIMES),
+    ("mknod::enametoolong_path", KEY_MAX),
+    ("mknod::privileged::enametoolong_path", KEY_MAX),
     ("open::changed_time_fields_success", DIR_TIMES),
-    ("open::eexist_file_exists::block", SPECIAL),
-    ("open::eexist_file_exists::char", SPECIAL),
-    ("open::eexist_file_exists::fifo", SPECIAL),
-    ("open::eexist_file_exists::socket", SPECIAL),
     ("open::enametoolong_path", KEY_MAX),
-    ("open::fifo_nonblock_wronly", SPECIAL),
-    ("open::socket_error", SPECIAL),
-    ("rename::eexist_enotempty_to_non_empty::block", SPECIAL),
-    ("rename::eexist_enotempty_to_non_empty::char", SPECIAL),
-    ("rename::eexist_enotempty_to_non_empty::fifo", SPECIAL),
-    ("rename::eexist_enotempty_to_non_empty::socket", SPECIAL),
-    ("rename::eisdir_to_dir_from_not_dir::block", SPECIAL),
-    ("rename::eisdir_to_dir_from_not_dir::char", SPECIAL),
-    ("rename::eisdir_to_dir_from_not_dir::fifo", SPECIAL),
-    ("rename::eisdir_to_dir_from_not_dir::socket", SPECIAL),
     ("rename::enametoolong_path", KEY_MAX),
-    ("rename::enotdir_component_either::block", SPECIAL),
-    ("rename::enotdir_component_either::char", SPECIAL),
-    ("rename::enotdir_component_either::fifo", SPECIAL),
-    ("rename::enotdir_component_either::socket", SPECIAL),
-    ("rename::enotdir_from_dir_to_not_dir::block", SPECIAL),
-    ("rename::enotdir_from_dir_to_not_dir::char", SPECIAL),
-    ("rename::enotdir_from_dir_to_not_dir::fifo", SPECIAL),
-    ("rename::enotdir_from_dir_to_not_dir::socket", SPECIAL),
-    ("rename::preserve_metadata::block", SPECIAL),
-    ("rename::preserve_metadata::char", SPECIAL),
-    ("rename::preserve_metadata::fifo", SPECIAL),
+    ("rename::preserve_metadata::block", HARD_LINKS),
+    ("rename::preserve_metadata::char", HARD_LINKS),
+    ("rename::preserve_metadata::fifo", HARD_LINKS),
     ("rename::preserve_metadata::regular", HARD_LINKS),
-    ("rename::preserve_metadata::socket", SPECIAL),
-    ("rename::to_multiply_linked::block", SPECIAL),
-    ("rename::to_multiply_linked::char", SPECIAL),
-    ("rename::to_multiply_linked::fifo", SPECIAL),
+    ("rename::preserve_metadata::socket", HARD_LINKS),
+    ("rename::to_multiply_linked::block", HARD_LINKS),
+    ("rename::to_multiply_linked::char", HARD_LINKS),
+    ("rename::to_multiply_linked::fifo", HARD_LINKS),
     ("rename::to_multiply_linked::regular", HARD_LINKS),
-    ("rename::to_multiply_linked::socket", SPECIAL),
-    ("rename::unchanged_ctime_failed::block", SPECIAL),
-    ("rename::unchanged_ctime_failed::char", SPECIAL),
-    ("rename::unchanged_ctime_failed::fifo", SPECIAL),
-    ("rename::unchanged_ctime_failed::socket", SPECIAL),
+    ("rename::to_multiply_linked::socket", HARD_LINKS),
     ("rename::updates_link_parent", NLINK),
     ("rmdir::changed_time_parent_success", DIR_TIMES),
-    ("rmdir::eexist_enotempty_non_empty_dir::block", SPECIAL),
-    ("rmdir::eexist_enotempty_non_empty_dir::char", SPECIAL),
-    ("rmdir::eexist_enotempty_non_empty_dir::fifo", SPECIAL),
-    ("rmdir::eexist_enotempty_non_empty_dir::socket", SPECIAL),
     ("rmdir::enametoolong_path", KEY_MAX),
-    ("rmdir::enotdir_component::block", SPECIAL),
-    ("rmdir::enotdir_component::char", SPECIAL),
-    ("rmdir::enotdir_component::fifo", SPECIAL),
-    ("rmdir::enotdir_component::socket", SPECIAL),
     ("symlink::changed_parent_time_success", DIR_TIMES),
-    ("symlink::create_symlink::block", SPECIAL),
-    ("symlink::create_symlink::char", SPECIAL),
-    ("symlink::create_symlink::fifo", SPECIAL),
-    ("symlink::eexist_file_exists::block", SPECIAL),
-    ("symlink::eexist_file_exists::char", SPECIAL),
-    ("symlink::eexist_file_exists::fifo", SPECIAL),
-    ("symlink::eexist_file_exists::socket", SPECIAL),
     ("symlink::enametoolong_path", KEY_MAX),
-    ("symlink::enotdir_component::block", SPECIAL),
-    ("symlink::enotdir_component::char", SPECIAL),
-    ("symlink::enotdir_component::fifo", SPECIAL),
-    ("symlink::enotdir_component::socket", SPECIAL),
     ("truncate::enametoolong_path", KEY_MAX),
-    ("truncate::enotdir_component::block", SPECIAL),
-    ("truncate::enotdir_component::char", SPECIAL),
-    ("truncate::enotdir_component::fifo", SPECIAL),
-    ("truncate::enotdir_component::socket", SPECIAL),
     ("unlink::enametoolong_path", KEY_MAX),
-    ("unlink::enotdir_component::block", SPECIAL),
-    ("unlink::enotdir_component::char", SPECIAL),
-    ("unlink::enotdir_component::fifo", SPECIAL),
-    ("unlink::enotdir_component::socket", SPECIAL),
-    ("unlink::remove_type::block", SPECIAL),
-    ("unlink::remove_type::char", SPECIAL),
-    ("unlink::remove_type::fifo", SPECIAL),
-    ("unlink::remove_type::socket", SPECIAL),
-    ("unlink::unchanged_ctime_failed::block", SPECIAL),
-    ("unlink::unchanged_ctime_failed::char", SPECIAL),
-    ("unlink::unchanged_ctime_failed::fifo", SPECIAL),
+    ("unlink::unchanged_ctime_failed::block", HARD_LINKS),
+    ("unlink::unchanged_ctime_failed::char", HARD_LINKS),
+    ("unlink::unchanged_ctime_failed::fifo", HARD_LINKS),
     ("unlink::unchanged_ctime_failed::regular", HARD_LINKS),
-    ("unlink::unchanged_ctime_failed::socket", SPECIAL),
-    ("unlink::update_ctime_success::block", SPECIAL),
-    ("unlink::update_ctime_success::char", SPECIAL),
-    ("unlink::update_ctime_success::fifo", SPECIAL),
+    ("unlink::unchanged_ctime_failed::socket", HARD_LINKS),
+    ("unlink::update_ctime_success::block", HARD_LINKS),
+    ("unlink::update_ctime_success::char", HARD_LINKS),
+    ("unlink::update_ctime_success::fifo", HARD_LINKS),
     ("unlink::update_ctime_success::regular", HARD_LINKS),
-    ("unlink::update_ctime_success::socket", SPECIAL),
-    ("unlink::update_mtime_ctime_success_folder::block", SPECIAL),
-    ("unlink::update_mtime_ctime_success_folder::char", SPECIAL),
-    ("unlink::update_mtime_ctime_success_folder::fifo", SPECIAL),
+    ("unlink::update_ctime_success::socket", HARD_LINKS),
+    ("unlink::update_mtime_ctime_success_folder::block", DIR_TIMES),
+    ("unlink::update_mtime_ctime_success_folder::char", DIR_TIMES),
+    ("unlink::update_mtime_ctime_success_folder::fifo", DIR_TIMES),
     ("unlink::update_mtime_ctime_success_folder::regular", DIR_TIMES),
-    ("unlink::update_mtime_ctime_success_folder::socket", SPECIAL),
+    ("unlink::update_mtime_ctime_success_folder::socket", DIR_TIMES),
     ("unlink::update_mtime_ctime_success_folder::symlink", DIR_TIMES),
-    ("utimensat::changes_timestamps::block", SPECIAL),
-    ("utimensat::changes_timestamps::char", SPECIAL),
-    ("utimensat::changes_timestamps::fifo", SPECIAL),
-    ("utimensat::changes_timestamps::socket", SPECIAL),
 ];
 
 /// Users pjdfstest switches to (it needs two whose primary group is their own group entry).
@@ -198,7 +115,8 @@ fn pjdfstest_failures_are_exactly_the_expected_ones() {
     let work = tempfile::tempdir().unwrap();
     let users = dummy_users();
     // naptime is the pause between two changes whose timestamps are compared: longer than
-    // the 1 s granularity of stored times, so those cases pass or fail deterministically.
+    // the 1 s granularity of Last-Modified, which the times of objects without POSIX
+    // metadata come from, so those cases pass or fail deterministically.
     let config = work.path().join("pjdfstest.toml");
     std::fs::write(&config, config_toml(1.05, &users)).unwrap();
     let discovery_config = work.path().join("discovery.toml");
@@ -427,18 +345,10 @@ fn check(results: &BTreeMap<String, Outcome>, selected: &[String]) {
             problems.push(format!("{name}: selected but pjdfstest reported nothing for it"));
         }
     }
-    for (name, reason) in FLAKY {
-        match results.get(*name) {
-            Some(o) => println!("  flaky, accepted either way: {name}: {} ({reason})", o.status),
-            None => problems.push(format!("{name}: in FLAKY but not run or no longer exists")),
-        }
-        assert!(!EXPECTED_FAILURES.iter().any(|(n, _)| n == name), "{name} is in both FLAKY and EXPECTED_FAILURES");
-    }
-    let flaky = |name: &str| FLAKY.iter().any(|(n, _)| *n == name);
     let expected: BTreeMap<&str, &str> = EXPECTED_FAILURES.iter().copied().collect();
     assert_eq!(expected.len(), EXPECTED_FAILURES.len(), "EXPECTED_FAILURES names a case twice");
     let failed: BTreeSet<&str> =
-        results.iter().filter(|(n, o)| o.status == "FAILED" && !flaky(n)).map(|(n, _)| n.as_str()).collect();
+        results.iter().filter(|(_, o)| o.status == "FAILED").map(|(n, _)| n.as_str()).collect();
     let mut new_failures = Vec::new();
     for name in &failed {
         if !expected.contains_key(name) {

@@ -15,6 +15,10 @@ pub enum Kind {
     Directory,
     /// An object whose mode says S_IFLNK and whose body is the target (s3fs's encoding).
     Symlink,
+    /// A FIFO, socket or device node: an empty object whose mode carries the type
+    /// (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK), as s3fs stores them; the kernel gives them
+    /// their behaviour.
+    Special(u32),
 }
 
 /// The attributes the core reports; the FUSE adapter turns them into wire structs.
@@ -34,6 +38,8 @@ pub struct Attr {
     pub atime: SystemTime,
     /// The last change of data or attributes, else mtime.
     pub ctime: SystemTime,
+    /// The device a device node stands for.
+    pub rdev: u32,
 }
 
 /// What identifies one version of an object, and the POSIX attributes stored with it.
@@ -54,13 +60,29 @@ pub struct PosixMeta {
     pub mtime: Option<SystemTime>,
     pub atime: Option<SystemTime>,
     pub ctime: Option<SystemTime>,
+    /// `x-amz-meta-rdev`, as s3fs keeps it for device nodes.
+    pub rdev: Option<u32>,
 }
 
 impl PosixMeta {
-    /// What an object with this metadata is: a symlink when its mode says so.
+    /// The attributes of something made now (`mode` with its file type).
+    pub fn made(mode: u32, uid: u32, gid: u32, now: SystemTime) -> PosixMeta {
+        PosixMeta {
+            mode: Some(mode),
+            uid: Some(uid),
+            gid: Some(gid),
+            mtime: Some(now),
+            ctime: Some(now),
+            atime: None,
+            rdev: None,
+        }
+    }
+
+    /// What an object with this metadata is, by the file type in its mode.
     pub fn object_kind(&self) -> Kind {
-        match self.mode {
-            Some(mode) if mode & libc::S_IFMT == libc::S_IFLNK => Kind::Symlink,
+        match self.mode.map(|m| m & libc::S_IFMT) {
+            Some(libc::S_IFLNK) => Kind::Symlink,
+            Some(t @ (libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK)) => Kind::Special(t),
             _ => Kind::File,
         }
     }
@@ -75,6 +97,7 @@ impl PosixMeta {
             mtime: get("mtime").and_then(parse_time),
             atime: get("atime").and_then(parse_time),
             ctime: get("ctime").and_then(parse_time),
+            rdev: get("rdev").and_then(|v| v.parse().ok()),
         }
     }
 }
@@ -108,6 +131,7 @@ pub fn file_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Sys
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
         nlink: 1,
+        rdev: stat.posix.rdev.unwrap_or(0),
     }
 }
 
@@ -126,6 +150,7 @@ pub fn dir_attr(ino: u64, stat: &ObjectStat, cfg: &FsConfig, fallback_time: Syst
         uid: stat.posix.uid.unwrap_or(cfg.uid),
         gid: stat.posix.gid.unwrap_or(cfg.gid),
         nlink: 2,
+        rdev: 0,
     }
 }
 

@@ -1,10 +1,11 @@
 //! The inode table: inode number <-> (parent, name) <-> object key, with the kernel's
 //! lookup counts. Both maps are sharded (dashmap); no lock is held across an await.
 //! Keys are derived from the parent chain, not stored, so renaming a directory moves
-//! everything below it at once.
+//! everything below it at once. An inode leaves when the kernel forgets it, or, if the
+//! kernel never held it (listings make many), when the table is pruned.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,8 +40,11 @@ struct InodeState {
     /// The version whose bytes the kernel's page cache may hold for this file.
     page_cache_etag: Option<String>,
     /// When a complete listing of this directory began; every child it showed is in the
-    /// table (children are never dropped from it while their directory is).
+    /// table (a child leaving the table resets this).
     listed: Option<Instant>,
+    /// When a child last left the table (forgotten or pruned): a listing that began
+    /// before then no longer has all its names in memory.
+    child_dropped: Option<Instant>,
     /// Whether `stat.posix` is what the store holds for this version (a HEAD or our own
     /// write), not a listing's guess.
     metadata_known: bool,
@@ -60,6 +64,7 @@ impl Inode {
                 lookups,
                 page_cache_etag: None,
                 listed: None,
+                child_dropped: None,
                 metadata_known: false,
                 posix_below: false,
             }),
@@ -110,9 +115,13 @@ impl Inode {
         self.state.lock().validated.is_none_or(|v| v < t)
     }
 
-    /// A complete listing of this directory began at `at`.
+    /// A complete listing of this directory began at `at`; it counts unless a child left
+    /// the table since (then a name it showed may be missing from memory).
     pub fn mark_listed(&self, at: Instant) {
-        self.state.lock().listed = Some(at);
+        let mut s = self.state.lock();
+        if s.child_dropped.is_none_or(|dropped| dropped < at) {
+            s.listed = Some(at);
+        }
     }
 
     /// Whether a complete listing began less than `ttl` ago.
@@ -160,6 +169,8 @@ pub struct InodeTable {
     /// without scanning the others'.
     children: DashMap<u64, HashMap<String, u64>>,
     next_ino: AtomicU64,
+    /// `inodes.len()`, kept apart so that checking it takes no lock.
+    len: AtomicUsize,
 }
 
 impl InodeTable {
@@ -169,9 +180,15 @@ impl InodeTable {
             inodes: DashMap::new(),
             children: DashMap::new(),
             next_ino: AtomicU64::new(ROOT_INO + 1),
+            len: AtomicUsize::new(1),
         };
         table.inodes.insert(ROOT_INO, Arc::new(Inode::new(ROOT_INO, Kind::Directory, ROOT_INO, "", 1)));
         table
+    }
+
+    /// How many inodes the table holds.
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, ino: u64) -> Option<Arc<Inode>> {
@@ -238,6 +255,7 @@ impl InodeTable {
         }
         let inode = Arc::new(Inode::new(self.next_ino.fetch_add(1, Ordering::Relaxed), kind, parent.ino, name, 0));
         self.inodes.insert(inode.ino, inode.clone());
+        self.len.fetch_add(1, Ordering::Relaxed);
         names.insert(name.to_string(), inode.ino);
         inode
     }
@@ -247,7 +265,8 @@ impl InodeTable {
         inode.state.lock().lookups += 1;
     }
 
-    /// The kernel dropped `n` references; the inode goes once none are left.
+    /// The kernel dropped `n` references; the inode goes once none are left (or, if an
+    /// operation under way holds it, at a prune after that).
     pub fn forget(&self, ino: u64, n: u64) {
         if ino == ROOT_INO {
             return;
@@ -258,16 +277,79 @@ impl InodeTable {
             s.lookups = s.lookups.saturating_sub(n);
             s.lookups == 0
         };
+        // Our own reference would keep it.
+        drop(inode);
         if gone {
-            self.inodes.remove(&ino);
-            let loc = inode.location.lock().clone();
-            // A name dropped from the table leaves its directory's listing incomplete.
-            if self.unlink_child(loc.parent, &loc.name, ino) {
-                if let Some(parent) = self.get(loc.parent) {
-                    parent.state.lock().listed = None;
+            self.remove_unreferenced(ino);
+        }
+    }
+
+    /// Removes the inodes nobody refers to: no kernel reference, not the root, no children
+    /// left in the table, and not what `keep` says to keep. A pass removes leaves; passes
+    /// repeat over the parents of what the last one removed, which may have become leaves.
+    /// Returns how many went.
+    pub fn prune(&self, keep: impl Fn(u64) -> bool) -> usize {
+        // Numbers, not inodes: a reference held here would keep them (remove_unreferenced).
+        let mut candidates: Vec<u64> = self
+            .inodes
+            .iter()
+            .filter(|e| *e.key() != ROOT_INO && e.value().state.lock().lookups == 0)
+            .map(|e| *e.key())
+            .collect();
+        let mut removed = 0;
+        let mut shrunk_dirs = HashSet::new();
+        while !candidates.is_empty() {
+            let mut parents = HashSet::new();
+            for ino in candidates {
+                let has_children = self.children.get(&ino).is_some_and(|names| !names.is_empty());
+                if has_children || keep(ino) {
+                    continue;
+                }
+                if let Some(parent) = self.remove_unreferenced(ino) {
+                    removed += 1;
+                    parents.insert(parent);
+                }
+            }
+            shrunk_dirs.extend(&parents);
+            candidates = parents.into_iter().filter(|p| *p != ROOT_INO).collect();
+        }
+        // Memory is what pruning is for: maps keep the capacity of their largest size.
+        for dir in shrunk_dirs {
+            if let Some(mut names) = self.children.get_mut(&dir) {
+                names.shrink_to_fit();
+            }
+        }
+        if removed > 0 {
+            self.inodes.shrink_to_fit();
+        }
+        removed
+    }
+
+    /// Removes `ino` if the kernel holds no reference to it and nothing else holds the
+    /// inode: an operation under way may be about to hand it to the kernel (a lookup
+    /// between finding and remembering it, an open directory's listed entries). Both are
+    /// checked under the map's lock, so no one takes the inode from the table meanwhile.
+    /// Returns the parent it was taken from.
+    fn remove_unreferenced(&self, ino: u64) -> Option<u64> {
+        let (_, inode) =
+            self.inodes.remove_if(&ino, |_, inode| Arc::strong_count(inode) == 1 && inode.state.lock().lookups == 0)?;
+        self.len.fetch_sub(1, Ordering::Relaxed);
+        self.children.remove_if(&ino, |_, names| names.is_empty());
+        let loc = inode.location.lock().clone();
+        if self.unlink_child(loc.parent, &loc.name, ino) {
+            match self.get(loc.parent) {
+                // A name dropped from the table leaves its directory's listing incomplete.
+                Some(parent) => {
+                    let mut s = parent.state.lock();
+                    s.listed = None;
+                    s.child_dropped = Some(Instant::now());
+                }
+                None => {
+                    self.children.remove_if(&loc.parent, |_, names| names.is_empty());
                 }
             }
         }
+        Some(loc.parent)
     }
 
     /// The children of `dir` in the table, by name.
@@ -295,6 +377,8 @@ impl InodeTable {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -355,12 +439,91 @@ mod tests {
         let f = t.upsert_child(&root, "x", Kind::File);
         t.remember(&f);
         t.remember(&f);
-        t.forget(f.ino, 1);
-        assert!(t.get(f.ino).is_some());
-        t.forget(f.ino, 1);
-        assert!(t.get(f.ino).is_none());
+        let ino = f.ino;
+        drop(f);
+        t.forget(ino, 1);
+        assert!(t.get(ino).is_some());
+        t.forget(ino, 1);
+        assert!(t.get(ino).is_none());
         assert!(t.child(ROOT_INO, "x").is_none());
         t.forget(ROOT_INO, 5);
         assert!(t.get(ROOT_INO).is_some());
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn an_inode_held_by_an_operation_under_way_outlives_forget_until_a_prune() {
+        let t = InodeTable::new("");
+        let root = t.get(ROOT_INO).unwrap();
+        let f = t.upsert_child(&root, "x", Kind::File);
+        t.remember(&f);
+        t.forget(f.ino, 1);
+        // A lookup found it before the forget and is about to remember it.
+        assert_eq!(t.child(ROOT_INO, "x").unwrap().ino, f.ino);
+        let ino = f.ino;
+        drop(f);
+        assert_eq!(t.prune(|_| false), 1);
+        assert!(t.get(ino).is_none());
+    }
+
+    /// root/a/b/{f, g}, root/c/h, root/k.
+    fn tree(t: &InodeTable) -> [u64; 7] {
+        let root = t.get(ROOT_INO).unwrap();
+        let a = t.upsert_child(&root, "a", Kind::Directory);
+        let b = t.upsert_child(&a, "b", Kind::Directory);
+        let f = t.upsert_child(&b, "f", Kind::File);
+        let g = t.upsert_child(&b, "g", Kind::File);
+        let c = t.upsert_child(&root, "c", Kind::Directory);
+        let h = t.upsert_child(&c, "h", Kind::File);
+        let k = t.upsert_child(&root, "k", Kind::File);
+        [a.ino, b.ino, f.ino, g.ino, c.ino, h.ino, k.ino]
+    }
+
+    #[test]
+    fn prune_removes_unreferenced_leaves_then_the_directories_they_leave_empty() {
+        let t = InodeTable::new("");
+        let [a, b, f, g, c, h, k] = tree(&t);
+        assert_eq!(t.len(), 8);
+        assert_eq!(t.prune(|_| false), 7);
+        for ino in [a, b, f, g, c, h, k] {
+            assert!(t.get(ino).is_none());
+        }
+        assert!(t.children_of(ROOT_INO).is_empty());
+        assert_eq!(t.len(), 1);
+        assert!(t.get(ROOT_INO).is_some());
+    }
+
+    #[test]
+    fn prune_keeps_referenced_inodes_their_ancestors_and_what_keep_says() {
+        let t = InodeTable::new("");
+        let [a, b, f, g, c, h, k] = tree(&t);
+        t.remember(&t.get(f).unwrap());
+        assert_eq!(t.prune(|ino| ino == h), 2, "g and k");
+        for ino in [a, b, f, c, h] {
+            assert!(t.get(ino).is_some());
+        }
+        assert!(t.get(g).is_none() && t.get(k).is_none());
+        let f = t.get(f).unwrap();
+        assert_eq!(t.key_of(&f).unwrap(), "a/b/f");
+        assert_eq!(t.len(), 6);
+    }
+
+    #[test]
+    fn prune_leaves_a_directory_unlisted_and_its_listing_from_before_is_not_complete() {
+        let t = InodeTable::new("");
+        let [a, b, f, ..] = tree(&t);
+        let (a, b) = (t.get(a).unwrap(), t.get(b).unwrap());
+        let began = Instant::now();
+        a.mark_listed(began);
+        b.mark_listed(began);
+        t.remember(&t.get(f).unwrap());
+        t.prune(|_| false);
+        assert!(a.listed_within(Duration::from_secs(60)), "a lost no child");
+        assert!(!b.listed_within(Duration::from_secs(60)), "b lost g");
+        // A listing that was under way when g went does not count as complete.
+        b.mark_listed(began);
+        assert!(!b.listed_within(Duration::from_secs(60)));
+        b.mark_listed(Instant::now());
+        assert!(b.listed_within(Duration::from_secs(60)));
     }
 }

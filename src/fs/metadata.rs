@@ -34,6 +34,7 @@ impl Fs {
             Kind::Directory => libc::S_IFDIR,
             Kind::Symlink => libc::S_IFLNK,
             Kind::File => libc::S_IFREG,
+            Kind::Special(type_bits) => type_bits,
         };
         let mode = type_bits | u32::from(change.mode.unwrap_or(current.perm));
         let meta = MetaChange {

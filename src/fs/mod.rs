@@ -13,6 +13,7 @@ mod metadata;
 mod names;
 mod namespace;
 mod open_files;
+mod prune;
 mod readdir;
 mod rename;
 #[cfg(test)]
@@ -135,7 +136,7 @@ fn rewrite_options(defaults: &UploadDefaults, name: &str, stored: &ObjectInfo) -
 
 /// The s3fs-compatible user metadata of these attributes.
 fn posix_metadata(posix: &PosixMeta) -> HashMap<String, String> {
-    let numbers = [("mode", posix.mode), ("uid", posix.uid), ("gid", posix.gid)];
+    let numbers = [("mode", posix.mode), ("uid", posix.uid), ("gid", posix.gid), ("rdev", posix.rdev)];
     let times = [("mtime", posix.mtime), ("atime", posix.atime), ("ctime", posix.ctime)];
     let numbers = numbers.into_iter().filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())));
     let times = times.into_iter().filter_map(|(k, t)| t.map(|t| (k.to_string(), format_time(t))));
@@ -156,6 +157,8 @@ pub struct Fs {
     max_prefetch: u64,
     /// Names found missing, and when: answered "no such file" for the negative TTL.
     missing: DashMap<(u64, String), Instant>,
+    prune_inodes_at: prune::SweepAt,
+    sweep_missing_at: prune::SweepAt,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
 }
@@ -172,6 +175,8 @@ impl Fs {
             blocks: BlockCache::new(client.clone(), read.block_size, read.cache_size),
             max_prefetch: read.max_prefetch,
             missing: DashMap::new(),
+            prune_inodes_at: prune::SweepAt::new(),
+            sweep_missing_at: prune::SweepAt::new(),
             inodes: InodeTable::new(&cfg.prefix),
             client,
             cfg,
@@ -187,6 +192,11 @@ impl Fs {
 
     pub fn config(&self) -> &FsConfig {
         &self.cfg
+    }
+
+    #[cfg(test)]
+    pub(crate) fn inode_count(&self) -> usize {
+        self.inodes.len()
     }
 
     fn inode(&self, ino: u64) -> Result<Arc<Inode>, FsError> {
@@ -207,7 +217,7 @@ impl Fs {
                 }
                 attr
             }
-            Kind::File | Kind::Symlink => {
+            Kind::File | Kind::Symlink | Kind::Special(_) => {
                 let mut attr = attr::file_attr(inode.ino, &inode.stat(), &self.cfg, self.mounted_at);
                 attr.kind = inode.kind;
                 if let Some(writer) = self.writer_of(inode.ino) {

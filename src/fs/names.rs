@@ -2,7 +2,6 @@
 //! cannot say), the negative and complete-listing caches, attributes, and forgetting.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::attr::{self, Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
@@ -31,7 +30,7 @@ impl Fs {
             None => match self.resolve_child(&dir, name).await {
                 Err(FsError::NotFound) => {
                     if !self.cfg.negative_ttl.is_zero() {
-                        self.missing.insert((parent, name.to_string()), Instant::now());
+                        self.note_missing(parent, name);
                     }
                     return Err(FsError::NotFound);
                 }
@@ -39,6 +38,7 @@ impl Fs {
             },
         };
         self.inodes.remember(&inode);
+        self.prune_inodes();
         Ok(self.attr_of(&inode))
     }
 

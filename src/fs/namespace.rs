@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::attr::{Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
-use super::{posix_metadata, unless_closed, Fs};
+use super::{content_type_for, posix_metadata, unless_closed, Fs};
 use crate::store::PutOptions;
 
 impl Fs {
@@ -27,38 +27,56 @@ impl Fs {
 
     /// How a `dir/` marker is stored: empty, with the directory's attributes.
     pub(super) fn marker_options(&self, mode: u32, uid: u32, gid: u32, mtime: SystemTime) -> PutOptions {
-        let posix = PosixMeta {
-            mode: Some(mode),
-            uid: Some(uid),
-            gid: Some(gid),
-            mtime: Some(mtime),
-            ctime: Some(mtime),
-            atime: None,
-        };
+        let posix = PosixMeta::made(mode, uid, gid, mtime);
         self.upload_defaults.options(Some("application/x-directory".into()), posix_metadata(&posix))
     }
 
     /// symlink(2), stored as s3fs does: an object whose body is the target and whose
     /// mode is S_IFLNK|0777.
     pub async fn symlink(&self, parent: u64, name: &str, target: &str, uid: u32, gid: u32) -> Result<Attr, FsError> {
+        let posix = PosixMeta::made(libc::S_IFLNK | 0o777, uid, gid, SystemTime::now());
+        self.make_object(parent, name, posix, Bytes::copy_from_slice(target.as_bytes())).await
+    }
+
+    /// mknod(2) and mkfifo(3), stored as s3fs does: an empty object whose mode carries the
+    /// file type (FIFO, socket, character or block device, or a regular file) and, for a
+    /// device, `x-amz-meta-rdev`. The kernel gives FIFOs, sockets and devices their
+    /// behaviour; the store only keeps that they exist.
+    pub async fn mknod(
+        &self,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Attr, FsError> {
+        let mut posix = PosixMeta::made(mode, uid, gid, SystemTime::now());
+        let file_type = mode & libc::S_IFMT;
+        if file_type == libc::S_IFCHR || file_type == libc::S_IFBLK {
+            posix.rdev = Some(rdev);
+        }
+        match file_type {
+            libc::S_IFREG | libc::S_IFIFO | libc::S_IFSOCK | libc::S_IFCHR | libc::S_IFBLK => {
+                self.make_object(parent, name, posix, Bytes::new()).await
+            }
+            _ => Err(FsError::InvalidName),
+        }
+    }
+
+    /// Stores a new object `name` in `parent` in one PUT, with these attributes.
+    async fn make_object(&self, parent: u64, name: &str, posix: PosixMeta, body: Bytes) -> Result<Attr, FsError> {
         let dir = self.writable_dir(parent, name)?;
         if self.find_child(&dir, name).await?.is_some() {
             return Err(FsError::Exists);
         }
         let key = format!("{}{name}", self.key(&dir)?);
-        let now = SystemTime::now();
-        let posix = PosixMeta {
-            mode: Some(libc::S_IFLNK | 0o777),
-            uid: Some(uid),
-            gid: Some(gid),
-            mtime: Some(now),
-            ctime: Some(now),
-            atime: None,
-        };
-        let opts = self.upload_defaults.options(None, posix_metadata(&posix));
-        let etag = self.client.put_object(&key, Bytes::copy_from_slice(target.as_bytes()), &opts).await?;
-        let inode = self.made_here(&dir, name, Kind::Symlink);
-        inode.set_stat(ObjectStat { size: target.len() as u64, last_modified: Some(now), etag, posix });
+        let content_type = (posix.object_kind() == Kind::File).then(|| content_type_for(name)).flatten();
+        let opts = self.upload_defaults.options(content_type, posix_metadata(&posix));
+        let size = body.len() as u64;
+        let etag = self.client.put_object(&key, body, &opts).await?;
+        let inode = self.made_here(&dir, name, posix.object_kind());
+        inode.set_stat(ObjectStat { size, last_modified: posix.mtime, etag, posix });
         self.inodes.remember(&inode);
         Ok(self.attr_of(&inode))
     }

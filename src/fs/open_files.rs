@@ -149,20 +149,16 @@ impl Fs {
             size: 0,
             last_modified: Some(now),
             etag: None,
-            posix: PosixMeta {
-                mode: Some(libc::S_IFREG | u32::from(perm)),
-                uid: Some(uid),
-                gid: Some(gid),
-                mtime: Some(now),
-                ctime: Some(now),
-                atime: None,
-            },
+            posix: PosixMeta::made(libc::S_IFREG | u32::from(perm), uid, gid, now),
         });
-        let writer = match self.writers.attach(inode.ino, || self.spawn_writer(&inode, None, None))? {
-            Attach::Spawned(writer) => writer,
-            // The name was known as a file being written (another client deleted it in
-            // the store, so the kernel asked to create it): the file is that one.
-            Attach::Joined(writer) | Attach::Closing(writer) => writer,
+        let writer = loop {
+            match self.writers.attach(inode.ino, || self.spawn_writer(&inode, None, None))? {
+                Attach::Spawned(writer) => break writer,
+                // The name was known as a file being written (another client deleted it in
+                // the store, so the kernel asked to create it): the file is that one.
+                Attach::Joined(writer) => break writer,
+                Attach::Closing(writer) => writer.ended().await,
+            }
         };
         self.inodes.remember(&inode);
         let opener = thread_group_of(pid);

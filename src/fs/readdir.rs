@@ -1,13 +1,14 @@
 //! Directory listings: pages of the store's listing merged into entries as readdir asks
 //! for more, or a complete listing answered from memory within the attribute TTL.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::attr::{Kind, ObjectStat, PosixMeta};
+use super::attr::{Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
 use super::inode::Inode;
 use super::listing::{EntryMerger, ListedKind};
@@ -21,11 +22,19 @@ const LISTING_HEADS: usize = 32;
 const LIST_PAGE_KEYS: i32 = 1000;
 
 /// An open directory: its listing, loaded page by page as readdir asks for more.
+///
+/// The inode table is pruned of inodes nobody holds; the handle holds its directory, and
+/// the inodes of the entries it has not handed out yet: readdirplus gives those to the
+/// kernel, which takes its references only as they are handed out.
 pub(super) struct DirHandle {
-    ino: u64,
+    dir: Arc<Inode>,
     /// When the listing began: a complete listing shows the directory as of then.
     began: Instant,
     entries: Vec<DirEntry>,
+    /// The inodes of `entries[handed_out..]`.
+    pending: VecDeque<Arc<Inode>>,
+    /// Where the kernel last asked to read from: it has had the entries before.
+    handed_out: usize,
     merger: EntryMerger,
     next: Option<String>,
     started: bool,
@@ -33,15 +42,29 @@ pub(super) struct DirHandle {
 }
 
 impl DirHandle {
-    pub(super) fn new(ino: u64, prefix: &str) -> DirHandle {
+    pub(super) fn new(dir: Arc<Inode>, prefix: &str) -> DirHandle {
         DirHandle {
-            ino,
+            dir,
             began: Instant::now(),
             entries: Vec::new(),
+            pending: VecDeque::new(),
+            handed_out: 0,
             merger: EntryMerger::new(prefix),
             next: None,
             started: false,
             done: false,
+        }
+    }
+
+    fn push(&mut self, name: String, attr: Attr, inode: Arc<Inode>) {
+        self.entries.push(DirEntry { name, attr });
+        self.pending.push_back(inode);
+    }
+
+    /// The kernel asks for the entries from `offset` on: it has had those before.
+    fn handed_out_before(&mut self, offset: usize) {
+        while self.handed_out < offset && self.pending.pop_front().is_some() {
+            self.handed_out += 1;
         }
     }
 }
@@ -53,7 +76,7 @@ impl Fs {
             return Err(FsError::NotDirectory);
         }
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
-        let handle = DirHandle::new(ino, &self.key(&inode)?);
+        let handle = DirHandle::new(inode.clone(), &self.key(&inode)?);
         self.dirs.insert(fh, Arc::new(AsyncMutex::new(handle)));
         Ok(fh)
     }
@@ -66,25 +89,26 @@ impl Fs {
         let mut h = handle.lock().await;
         if offset == 0 && h.started {
             // rewinddir(3): start over, so the listing is current.
-            let dir = self.inode(h.ino)?;
-            *h = DirHandle::new(h.ino, &self.key(&dir)?);
+            let dir = h.dir.clone();
+            *h = DirHandle::new(dir.clone(), &self.key(&dir)?);
         }
         if !h.started {
-            let dir = self.inode(h.ino)?;
+            let dir = h.dir.clone();
             let parent = self.inode(dir.parent())?;
-            h.entries.push(DirEntry { name: ".".into(), attr: self.attr_of(&dir) });
-            h.entries.push(DirEntry { name: "..".into(), attr: self.attr_of(&parent) });
+            h.push(".".into(), self.attr_of(&dir), dir.clone());
+            h.push("..".into(), self.attr_of(&parent), parent);
             h.started = true;
             // A directory listed completely within the TTL is listed from memory: every
             // name it had is in the inode table, with this mount's changes since.
             if dir.listed_within(self.cfg.metadata_ttl) {
-                for (name, inode) in self.inodes.children_of(h.ino) {
-                    h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
+                for (name, inode) in self.inodes.children_of(dir.ino) {
+                    h.push(name, self.attr_of(&inode), inode);
                 }
                 h.done = true;
             }
         }
         let offset = offset as usize;
+        h.handed_out_before(offset);
         while !h.done && h.entries.len() < offset.saturating_add(want) {
             self.list_more(&mut h).await?;
         }
@@ -94,7 +118,7 @@ impl Fs {
     }
 
     pub(super) async fn list_more(&self, h: &mut DirHandle) -> Result<(), FsError> {
-        let dir = self.inode(h.ino)?;
+        let dir = h.dir.clone();
         // The marker is kept until the page has arrived: a failed page is asked for again,
         // not the listing from its start (which would repeat entries).
         let page = self.client.list_page(&self.key(&dir)?, h.next.clone(), LIST_PAGE_KEYS).await?;
@@ -116,11 +140,11 @@ impl Fs {
                         etag: o.etag,
                         posix: PosixMeta::default(),
                     };
-                    // A listing cannot tell a symlink from a file; a symlink already looked
-                    // at stays one while the object is the same version.
+                    // A listing cannot tell a symlink or a special file from a file; one
+                    // already looked at stays what it is while the object is the same version.
                     let kind = match self.inodes.child(dir.ino, &entry.name) {
-                        Some(known) if known.kind == Kind::Symlink && known.stat().same_version(&listed) => {
-                            Kind::Symlink
+                        Some(known) if known.kind != Kind::Directory && known.stat().same_version(&listed) => {
+                            known.kind
                         }
                         _ => Kind::File,
                     };
@@ -135,18 +159,18 @@ impl Fs {
             self.fetch_posix(&dir, &mut page_entries).await;
         }
         for (name, inode) in page_entries {
-            h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
+            h.push(name, self.attr_of(&inode), inode);
         }
         if h.done {
             // Names the store no longer has (and this mount did not make since the listing
             // began) leave the table, which then holds exactly this directory's children.
             let listed: std::collections::HashSet<&str> = h.entries.iter().map(|e| e.name.as_str()).collect();
-            for (name, child) in self.inodes.children_of(h.ino) {
+            for (name, child) in self.inodes.children_of(dir.ino) {
                 if !listed.contains(name.as_str())
                     && !self.writers.is_written(child.ino)
                     && child.confirmed_before(h.began)
                 {
-                    self.inodes.unlink_child(h.ino, &name, child.ino);
+                    self.inodes.unlink_child(dir.ino, &name, child.ino);
                 }
             }
             dir.mark_listed(h.began);
@@ -156,15 +180,16 @@ impl Fs {
                 .inodes()
                 .into_iter()
                 .filter_map(|ino| self.inodes.get(ino))
-                .filter(|i| i.parent() == h.ino)
+                .filter(|i| i.parent() == dir.ino)
                 .collect();
             for inode in local {
                 let name = inode.name();
                 if !h.entries.iter().any(|e| e.name == name) {
-                    h.entries.push(DirEntry { name, attr: self.attr_of(&inode) });
+                    h.push(name, self.attr_of(&inode), inode);
                 }
             }
         }
+        self.prune_inodes();
         Ok(())
     }
 

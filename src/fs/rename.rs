@@ -49,7 +49,7 @@ impl Fs {
         let new_key = format!("{}{new_name}", self.key(&new_dir)?);
         match src.kind {
             Kind::Directory => self.rename_dir(&src, &format!("{new_key}/")).await?,
-            Kind::File | Kind::Symlink => self.rename_file(&src, &new_key).await?,
+            Kind::File | Kind::Symlink | Kind::Special(_) => self.rename_file(&src, &new_key).await?,
         }
         // A file replaced by the rename must not come back when its writer closes.
         if let Some(replaced) = dst.and_then(|d| self.writers.orphan(d.ino)) {

@@ -92,3 +92,56 @@ async fn readdir_hands_back_at_most_what_was_asked_for() {
     assert_eq!(later.len(), 100);
     assert_eq!(later[0].0, 1001);
 }
+
+impl Fixture {
+    /// Reads the whole directory as the kernel does, `want` entries a call; with `plus`
+    /// the kernel takes a reference on every entry, as for readdirplus.
+    async fn read_dir(&self, ino: u64, want: usize, plus: bool) -> Vec<(String, u64)> {
+        let fh = self.fs.opendir(ino).await.unwrap();
+        let mut entries = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = self.fs.readdir(fh, offset, want).await.unwrap();
+            let Some(&(last, _)) = page.last() else { break };
+            offset = last;
+            for (_, e) in page {
+                if plus && e.name != "." && e.name != ".." {
+                    self.fs.remember(e.attr.ino);
+                }
+                entries.push((e.name, e.attr.ino));
+            }
+        }
+        self.fs.releasedir(fh);
+        entries
+    }
+}
+
+#[tokio::test]
+async fn listing_a_large_directory_leaves_few_inodes_and_its_names_found_again() {
+    let f = fixture();
+    f.put_many(25_000).await;
+    let dir = f.fs.lookup(ROOT_INO, "d").await.unwrap();
+    let entries = f.read_dir(dir.ino, 256, false).await;
+    assert_eq!(entries.len(), 25_000 + 2);
+    let count = f.fs.inode_count();
+    assert!(count < 12_000, "{count} inodes");
+    // A name pruned from the table is asked for again, not taken for missing.
+    f.memory.reset_requests();
+    let attr = f.fs.lookup(dir.ino, "f00000").await.unwrap();
+    assert_eq!(attr.size, 1);
+    assert_eq!(f.memory.requests("HeadObject"), 1);
+}
+
+#[tokio::test]
+async fn readdirplus_entries_stay_known_through_a_prune() {
+    let f = fixture();
+    f.put_many(12_000).await;
+    let dir = f.fs.lookup(ROOT_INO, "d").await.unwrap();
+    let entries = f.read_dir(dir.ino, 64, true).await;
+    assert_eq!(entries.len(), 12_000 + 2);
+    // Every entry the kernel took a reference on is an inode the core still knows.
+    for (name, ino) in entries.iter().skip(2) {
+        let attr = f.fs.getattr(*ino).await.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(attr.ino, *ino);
+    }
+}

@@ -35,7 +35,8 @@ pub enum Attach {
 impl Writers {
     /// The file's writer for one more descriptor.
     pub fn attach<E>(&self, ino: u64, spawn: impl FnOnce() -> Result<WriterHandle, E>) -> Result<Attach, E> {
-        if let Some(mut orphan) = self.orphaned.get_mut(&ino).filter(|o| o.handles > 0) {
+        // An unlinked file reopened (through /proc/PID/fd) is still that file.
+        if let Some(mut orphan) = self.orphaned.get_mut(&ino) {
             orphan.handles += 1;
             return Ok(Attach::Joined(orphan.writer.clone()));
         }
