@@ -590,18 +590,19 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             let name = NAMES[name];
             let Some(&file) = m.names.get(name) else { return Ok(()) };
             let attr = w.lookup(name).await.map_err(|e| format!("lookup {name}: errno {e}"))?;
-            let result = w.fs.change_xattr(attr.ino, XATTR, Some(&[value]), false, false).await;
-            if m.writer_of(file).is_some() {
-                // Documented: EBUSY while the file is open for writing.
-                return match result {
-                    Err(e) if e.errno() == libc::EBUSY => Ok(()),
-                    other => Err(format!("setxattr on a file being written: {other:?}")),
-                };
-            }
-            result.map_err(|e| format!("setxattr: {e}"))?;
+            w.fs.change_xattr(attr.ino, XATTR, Some(&[value]), false, false)
+                .await
+                .map_err(|e| format!("setxattr: {e}"))?;
             m.files[file].xattr = Some(vec![value]);
-            if let Some(stored) = m.stored.get_mut(name) {
-                stored.xattr = Some(vec![value]);
+            match m.writer_of(file) {
+                // Stored with the writer's upload.
+                Some(_) => m.files[file].dirty = true,
+                None => {
+                    if let Some(stored) = m.stored.get_mut(name) {
+                        stored.xattr = Some(vec![value]);
+                    }
+                    m.readers_follow(file);
+                }
             }
         }
         Op::Forget { name } => {
@@ -706,6 +707,14 @@ async fn check(w: &mut World, m: &Model) -> Result<(), String> {
                 ))
             }
         };
+        let xattr = match w.fs.getxattr(attr.ino, XATTR).await {
+            Ok(v) => Some(v),
+            Err(e) if e.errno() == libc::ENODATA => None,
+            Err(e) => return Err(format!("{name}: getxattr: {e}")),
+        };
+        if xattr != file.xattr {
+            return Err(format!("{name}: getxattr says {xattr:?}, model {:?}", file.xattr));
+        }
         if attr.size != file.content.len() as u64 || attr.perm != file.mode {
             return Err(format!(
                 "{name}: stat says size {} mode {:o}, model {} {:o}",

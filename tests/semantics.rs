@@ -177,3 +177,20 @@ fn stopping_the_daemon_lets_closes_finish_their_uploads() {
     assert!(status.success(), "{}", m.log());
     assert_eq!(server.stored("late"), Some(Vec::new()), "the close finished before the daemon exited");
 }
+
+#[test]
+fn cp_a_into_the_mount_keeps_user_xattrs() {
+    let server = Server::memory();
+    let m = server.mount(&[]);
+    let src = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let photo = src.path().join("photo.jpg");
+    std::fs::write(&photo, b"jpeg bytes").unwrap();
+    setxattr(&photo, "user.camera", b"x100").expect("the build directory's filesystem keeps user xattrs");
+    // cp sets the xattrs on its copy while the copy is still open for writing.
+    let out = Command::new("cp").arg("-a").arg(&photo).arg(m.join("photo.jpg")).output().unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "cp -a: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(getxattr(&m.join("photo.jpg"), "user.camera").unwrap(), b"x100");
+    assert_eq!(server.stored("photo.jpg").unwrap(), b"jpeg bytes");
+    let head = server.block_on(server.client.head_object().bucket(BUCKET).key("photo.jpg").send()).unwrap();
+    assert!(head.metadata().unwrap().contains_key("xattr"), "the xattr is stored with the object");
+}

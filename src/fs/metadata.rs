@@ -2,6 +2,7 @@
 //! the object's metadata by copying it onto itself (or with the upload of a file being
 //! written).
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -187,16 +188,17 @@ impl Fs {
             // every file: answer without a request.
             return Err(FsError::NoAttribute);
         }
+        if !name.starts_with("user.xos.") {
+            if let Some(metadata) = self.pending_metadata(ino).await? {
+                return stored_xattrs(&metadata).remove(name).ok_or(FsError::NoAttribute);
+            }
+        }
         let info = self.stored_info(&inode).await?.ok_or(FsError::NoAttribute)?;
         let value = match name {
             xattr::ETAG => info.etag.map(|e| e.trim_matches('"').to_string()),
             xattr::STORAGE_CLASS => Some(info.storage_class.unwrap_or_else(|| "STANDARD".into())),
             xattr::CONTENT_TYPE => info.content_type,
-            _ => {
-                return xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str))
-                    .remove(name)
-                    .ok_or(FsError::NoAttribute)
-            }
+            _ => return stored_xattrs(&info.metadata).remove(name).ok_or(FsError::NoAttribute),
         };
         value.map(String::into_bytes).ok_or(FsError::NoAttribute)
     }
@@ -204,10 +206,25 @@ impl Fs {
     /// listxattr(2): the stored user attributes and the `user.xos.*` views.
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
         let inode = self.inode(ino)?;
-        let Some(info) = self.stored_info(&inode).await? else { return Ok(Vec::new()) };
+        let metadata = match self.pending_metadata(ino).await? {
+            Some(metadata) => metadata,
+            None => match self.stored_info(&inode).await? {
+                Some(info) => info.metadata,
+                None => return Ok(Vec::new()),
+            },
+        };
         let mut names: Vec<String> = xattr::VIRTUAL.iter().map(|n| n.to_string()).collect();
-        names.extend(xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str)).into_keys());
+        names.extend(stored_xattrs(&metadata).into_keys());
         Ok(names)
+    }
+
+    /// The metadata the upload of a file being written will store (its xattrs are the
+    /// file's), or `None` when it is not being written.
+    async fn pending_metadata(&self, ino: u64) -> Result<Option<HashMap<String, String>>, FsError> {
+        match self.writer_of(ino) {
+            Some(writer) => Ok(unless_closed(writer.metadata().await)?),
+            None => Ok(None),
+        }
     }
 
     /// setxattr(2) (`create`: XATTR_CREATE, `replace`: XATTR_REPLACE) and removexattr(2)
@@ -234,9 +251,19 @@ impl Fs {
         if self.cfg.read_only {
             return Err(FsError::ReadOnly);
         }
-        if self.writer_of(ino).is_some() {
-            // Its upload at close would carry the metadata of its open, losing this.
-            return Err(FsError::Busy);
+        if let Some(writer) = self.writer_of(ino) {
+            // A file being written stores its xattrs with its upload (cp -a and rsync -X
+            // set them on the open copy). The kernel serializes xattr changes of a file.
+            if name == xattr::CONTENT_TYPE {
+                return Err(FsError::Busy);
+            }
+            let Some(mut metadata) = unless_closed(writer.metadata().await)? else { return Err(FsError::Busy) };
+            edit_xattr(&mut metadata, name, value, create, replace)?;
+            let stored = metadata.get(xattr::METADATA_KEY).cloned();
+            return match unless_closed(writer.set_metadata_entry(xattr::METADATA_KEY.into(), stored).await)? {
+                Some(()) => Ok(()),
+                None => Err(FsError::Busy),
+            };
         }
         self.rewrite_metadata(&inode, |info| {
             if name == xattr::CONTENT_TYPE {
@@ -244,24 +271,44 @@ impl Fs {
                 info.content_type = Some(String::from_utf8(value.to_vec()).map_err(|_| FsError::InvalidName)?);
                 return Ok(());
             }
-            let mut attrs = xattr::decode(info.metadata.get(xattr::METADATA_KEY).map(String::as_str));
-            match (value, attrs.contains_key(name)) {
-                (Some(_), true) if create => return Err(FsError::AttributeExists),
-                (Some(_), false) if replace => return Err(FsError::NoAttribute),
-                (None, false) => return Err(FsError::NoAttribute),
-                (Some(v), _) => {
-                    attrs.insert(name.to_string(), v.to_vec());
-                }
-                (None, true) => {
-                    attrs.remove(name);
-                }
-            }
-            match xattr::encode(&attrs) {
-                Some(stored) => info.metadata.insert(xattr::METADATA_KEY.into(), stored),
-                None => info.metadata.remove(xattr::METADATA_KEY),
-            };
-            Ok(())
+            edit_xattr(&mut info.metadata, name, value, create, replace)
         })
         .await
     }
+}
+
+/// The xattrs kept in this user metadata.
+fn stored_xattrs(metadata: &HashMap<String, String>) -> std::collections::BTreeMap<String, Vec<u8>> {
+    xattr::decode(metadata.get(xattr::METADATA_KEY).map(String::as_str))
+}
+
+/// Sets (`value`) or removes xattr `name` in `metadata`, with setxattr's XATTR_CREATE and
+/// XATTR_REPLACE rules, within S3's 2 KiB of user metadata.
+fn edit_xattr(
+    metadata: &mut HashMap<String, String>,
+    name: &str,
+    value: Option<&[u8]>,
+    create: bool,
+    replace: bool,
+) -> Result<(), FsError> {
+    let mut attrs = stored_xattrs(metadata);
+    match (value, attrs.contains_key(name)) {
+        (Some(_), true) if create => return Err(FsError::AttributeExists),
+        (Some(_), false) if replace => return Err(FsError::NoAttribute),
+        (None, false) => return Err(FsError::NoAttribute),
+        (Some(v), _) => {
+            attrs.insert(name.to_string(), v.to_vec());
+        }
+        (None, true) => {
+            attrs.remove(name);
+        }
+    }
+    match xattr::encode(&attrs) {
+        Some(stored) => metadata.insert(xattr::METADATA_KEY.into(), stored),
+        None => metadata.remove(xattr::METADATA_KEY),
+    };
+    if metadata.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > xattr::METADATA_LIMIT {
+        return Err(FsError::AttributesTooBig);
+    }
+    Ok(())
 }

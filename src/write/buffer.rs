@@ -356,6 +356,20 @@ impl WriteBuffer {
         self.stream_meta_stale |= self.stream.is_some();
     }
 
+    pub fn metadata(&self) -> &std::collections::HashMap<String, String> {
+        &self.opts.metadata
+    }
+
+    pub fn set_metadata_entry(&mut self, key: String, value: Option<String>) {
+        match value {
+            Some(v) => self.opts.metadata.insert(key, v),
+            None => self.opts.metadata.remove(&key),
+        };
+        self.touch(false);
+        self.must_upload = true;
+        self.stream_meta_stale |= self.stream.is_some();
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.must_upload || !self.dirty.is_empty()
     }

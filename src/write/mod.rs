@@ -130,6 +130,8 @@ enum Command {
     Read { offset: u64, size: u32, reply: Reply<Bytes> },
     Truncate { size: u64, reply: Reply<()> },
     SetMeta { meta: MetaChange, reply: Reply<()> },
+    Metadata { reply: Reply<std::collections::HashMap<String, String>> },
+    SetMetadataEntry { key: String, value: Option<String>, reply: Reply<()> },
     Discard { reply: Reply<()> },
     Rekey { key: String, base: BaseObject, reply: Reply<()> },
     CopyFrom { source: String, etag: String, size: u64, reply: Reply<Option<Uploaded>> },
@@ -188,6 +190,11 @@ impl WriterHandle {
                             buffer.set_meta(meta);
                             drop(reply.send(Ok(())))
                         }
+                        Command::Metadata { reply } => drop(reply.send(Ok(buffer.metadata().clone()))),
+                        Command::SetMetadataEntry { key, value, reply } => {
+                            buffer.set_metadata_entry(key, value);
+                            drop(reply.send(Ok(())))
+                        }
                         Command::Discard { reply } => {
                             buffer.discard().await;
                             drop(reply.send(Ok(())))
@@ -239,6 +246,17 @@ impl WriterHandle {
     /// Attributes to store with the next upload (chmod, chown, utimens while open).
     pub async fn set_meta(&self, meta: MetaChange) -> Result<(), WriteError> {
         self.ask(|reply| Command::SetMeta { meta, reply }).await
+    }
+
+    /// The user metadata the next upload stores.
+    pub async fn metadata(&self) -> Result<std::collections::HashMap<String, String>, WriteError> {
+        self.ask(|reply| Command::Metadata { reply }).await
+    }
+
+    /// Sets (or, with `None`, removes) one entry of the user metadata the next upload
+    /// stores (an xattr change while the file is written).
+    pub async fn set_metadata_entry(&self, key: String, value: Option<String>) -> Result<(), WriteError> {
+        self.ask(|reply| Command::SetMetadataEntry { key, value, reply }).await
     }
 
     /// Uploads what is dirty; `Some` describes the stored object when anything was sent.
