@@ -194,3 +194,27 @@ fn cp_a_into_the_mount_keeps_user_xattrs() {
     let head = server.block_on(server.client.head_object().bucket(BUCKET).key("photo.jpg").send()).unwrap();
     assert!(head.metadata().unwrap().contains_key("xattr"), "the xattr is stored with the object");
 }
+
+#[test]
+fn chmod_and_touch_keep_the_times_s3fs_wrote() {
+    let server = Server::memory();
+    let meta = [("mode", "33188"), ("mtime", "1600000000.123456789"), ("atime", "1600000001"), ("ctime", "1600000002")];
+    server.put_with_meta("notes.txt", "text", &meta);
+    let m = server.mount(&[]);
+    let f = m.join("notes.txt");
+    let md = std::fs::metadata(&f).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!((md.mtime(), md.mtime_nsec()), (1_600_000_000, 123_456_789), "read exactly");
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let head = server.block_on(server.client.head_object().bucket(BUCKET).key("notes.txt").send()).unwrap();
+    let stored = head.metadata().unwrap();
+    assert_eq!(stored["mtime"], "1600000000.123456789", "chmod is not a write");
+    assert_eq!(stored["atime"], "1600000001", "the atime s3fs wrote is kept");
+    assert!(stored["ctime"].as_str() > "1600000002", "chmod is a change: {}", stored["ctime"]);
+    // touch -m with a fractional time is stored exactly.
+    assert!(Command::new("touch").args(["-m", "-d", "@1450000000.25"]).arg(&f).status().unwrap().success());
+    let head = server.block_on(server.client.head_object().bucket(BUCKET).key("notes.txt").send()).unwrap();
+    let stored = head.metadata().unwrap();
+    assert_eq!(stored["mtime"], "1450000000.250000000");
+    assert_eq!(stored["atime"], "1600000001", "touch -m leaves the atime");
+}
