@@ -195,13 +195,15 @@ impl Fs {
     /// kernel names none for futimens or fchmod). Their close is then the end of a change,
     /// and stores the file.
     pub(super) fn changed_by(&self, ino: u64, by: Changer) {
-        let process = thread_group_of(by.pid);
+        if let Some(fh) = by.fh {
+            if let Some(file) = self.files.get(&fh) {
+                file.changed.store(true, Ordering::Release);
+            }
+            return;
+        }
+        let Some(process) = thread_group_of(by.pid) else { return };
         for file in self.files.iter() {
-            let through = match by.fh {
-                Some(fh) => *file.key() == fh,
-                None => file.ino == ino && file.writer.is_some() && process.is_some() && file.opener == process,
-            };
-            if through {
+            if file.ino == ino && file.writer.is_some() && file.opener == Some(process) {
                 file.changed.store(true, Ordering::Release);
             }
         }
@@ -304,10 +306,11 @@ impl Fs {
 
     pub async fn release(&self, fh: u64) -> Result<(), FsError> {
         let Some((_, file)) = self.files.remove(&fh) else { return Ok(()) };
-        let still_open = self.files.iter().any(|f| f.ino == file.ino);
+        // Only asked about an unlinked file: it scans every open file.
+        let still_open = || self.files.iter().any(|f| f.ino == file.ino);
         let Some(writer) = &file.writer else {
             // The last descriptor of an unlinked file ends the writer that held its data.
-            if let Some(writer) = self.writers.idle_orphan(file.ino).filter(|_| !still_open) {
+            if let Some(writer) = self.writers.idle_orphan(file.ino).filter(|_| !still_open()) {
                 unless_closed(writer.close().await)?;
                 self.writers.closed(file.ino, &writer);
             }
@@ -317,7 +320,7 @@ impl Fs {
             // Other descriptors still write the file; the last one's release stores it.
             return Ok(());
         }
-        if still_open && self.writers.is_orphan(file.ino) {
+        if self.writers.is_orphan(file.ino) && still_open() {
             // Unlinked, and still read through other descriptors: its data stays theirs.
             return Ok(());
         }
