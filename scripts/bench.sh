@@ -3,6 +3,12 @@
 # xosfs, s3fs and rclone mount (--vfs-cache-mode writes), all against the same fresh local
 # endpoint (xosfs-testserver over s3s-fs, with TCP_NODELAY and 404 for directory keys).
 # Writes bench/results.md (figures and ratios to the raw client) and bench/ratios.png.
+# A second table has issue 13's figures, as ratios from the same run: 1,000 x 4 KiB files
+# created until a raw listing of the bucket shows them all (xosfs with and without
+# --write-back, s3fs, rclone), in files/s with xosfs --write-back's ratios to s3fs and rclone;
+# and a BENCH_SIZE_MIB sequential write through xosfs with its cache dir on a 256 MiB tmpfs
+# and --cache-limit 256M against the same write with the default cache dir and no limit, in
+# MiB/s with the ratio limited/unlimited.
 #
 #   scripts/bench.sh            run everything (needs root: mounts, drop_caches)
 #   scripts/bench.sh --wan      the same behind ~20 ms of round trip: the server runs in a
@@ -42,7 +48,10 @@ cargo build --release --locked -p xosfs -p xosfs-testserver
 FILESYSTEMS=${BENCH_FS:-"xosfs s3fs rclone"}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 REPEAT=${BENCH_REPEAT:-3}
+LIMIT_MIB=256 # cache dir size and --cache-limit of the limited write
 WORK=$(mktemp -d /tmp/xosfs-bench.XXXXXX)
+LIMITED_CACHE=$WORK/limited-cache # a tmpfs of LIMIT_MIB while the limited write runs
+UNLIMITED_CACHE=$WORK/unlimited-cache # a tmpfs with room for the whole file, for the same disk speed
 export AWS_ACCESS_KEY_ID=bench-access-key AWS_SECRET_ACCESS_KEY=bench-secret-key
 MNT=$WORK/mnt
 mkdir -p "$MNT" "$WORK/data" bench
@@ -52,6 +61,12 @@ cleanup() {
     pkill -f "rclone mount b:bench $MNT" 2>/dev/null || true
     [ -n "${PROXY:-}" ] && { kill "$PROXY" 2>/dev/null || true; }
     [ -n "${SERVER:-}" ] && { kill "$SERVER" 2>/dev/null || true; }
+    if mountpoint -q "$UNLIMITED_CACHE"; then
+        umount "$UNLIMITED_CACHE" 2>/dev/null || umount -l "$UNLIMITED_CACHE" || true
+    fi
+    if mountpoint -q "$LIMITED_CACHE"; then
+        umount "$LIMITED_CACHE" 2>/dev/null || umount -l "$LIMITED_CACHE" || true
+    fi
     if [ -n "${NS:-}" ]; then
         ip netns del "$NS" 2>/dev/null || true # takes the veth pair with it, in a while
         ip link del "$VETH" 2>/dev/null || true
@@ -163,11 +178,23 @@ wait_mounted() {
     exit 1
 }
 
+# xosfs with its staging files in CACHE_DIR and any further flags (--write-back, --cache-limit);
+# prints the daemon's pid. Exits if it does not mount: a write would land in the bare mount point.
+mount_xosfs() {
+    local cache=$1; shift
+    if ! "$ROOT/target/release/xosfs" bench "$MNT" --endpoint "$EP" --path-style --cache-dir "$cache" "$@"; then
+        echo "bench.sh: xosfs --cache-dir $cache $* did not mount" >&2
+        exit 1
+    fi
+    wait_mounted
+    pgrep -f "xosfs bench $MNT" | head -1
+}
+
+# Mounts FS (xosfs: with any further flags) and prints the daemon's pid.
 mount_fs() {
-    case $1 in
-    xosfs)
-        "$ROOT/target/release/xosfs" bench "$MNT" --endpoint "$EP" --path-style --cache-dir "$WORK/xosfs-cache"
-        pgrep -f "xosfs bench $MNT" | head -1 ;;
+    local fs=$1; shift
+    case $fs in
+    xosfs) mount_xosfs "$WORK/xosfs-cache" "$@" ;;
     s3fs)
         echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >"$WORK/passwd"; chmod 600 "$WORK/passwd"
         s3fs bench "$MNT" -o "url=$EP,use_path_request_style,passwd_file=$WORK/passwd"
@@ -191,13 +218,13 @@ unmount_fs() {
 # Peak resident memory of a daemon so far (MiB).
 hwm() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 max() { if [ "$1" -ge "$2" ]; then echo "$1"; else echo "$2"; fi; }
+# Issue 13's target for a ratio: "at least TARGET: met" or "... not met".
+verdict() { if [ "$(echo "$1 >= $2" | bc -l)" = 1 ]; then echo "at least $2: met"; else echo "at least $2: not met"; fi; }
 
-small_files() {
-    # 1,000 files of 4 KiB created, read back and removed; creation counts until the store
-    # lists all of them (rclone uploads after close). Files go in the root: s3fs cannot see
-    # directories that s3s-fs made from markers.
-    local t; t=$(now)
-    /usr/bin/python3 - "$MNT/small-$1-" <<'PY'
+# Creates 1,000 files of 4 KiB, PATHPREFIX0000 to PATHPREFIX0999, one after another (open,
+# write, close).
+create_small() {
+    /usr/bin/python3 - "$1" <<'PY'
 import sys
 p = sys.argv[1]
 data = b"s" * 4096
@@ -205,7 +232,28 @@ for i in range(1000):
     with open(f"{p}{i:04}", "wb") as f:
         f.write(data)
 PY
-    until [ "$($RAW count "small-$1-")" -ge 1000 ]; do sleep 0.05; done
+}
+
+# Waits until a raw listing of the bucket by CLIENT (a bench-client command line, not the
+# mount) shows 1,000 keys under PREFIX; gives up after 30 minutes.
+wait_listed() {
+    local prefix=$1 client=$2 deadline=$(($(date +%s) + 1800))
+    until [ "$($client count "$prefix")" -ge 1000 ]; do
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            echo "bench.sh: $prefix: 1,000 keys not listed after 30 minutes" >&2
+            exit 1
+        fi
+        sleep 0.05
+    done
+}
+
+small_files() {
+    # 1,000 files of 4 KiB created, read back and removed; creation counts until the store
+    # lists all of them (rclone uploads after close). Files go in the root: s3fs cannot see
+    # directories that s3s-fs made from markers.
+    local t; t=$(now)
+    create_small "$MNT/small-$1-"
+    wait_listed "small-$1-" "$RAW"
     /usr/bin/python3 - "$MNT/small-$1-" <<'PY'
 import os, sys
 p = sys.argv[1]
@@ -216,6 +264,46 @@ for i in range(1000):
     os.remove(f"{p}{i:04}")
 PY
     secs "$t"
+}
+
+# Issue 13: 1,000 x 4 KiB files created in the root of the mount, timed from the first create
+# until a raw listing of the bucket shows every key. The listing goes straight to the server
+# (in WAN mode from inside its namespace): the poll pays no added round trip of its own.
+# Prints the seconds and how many of the objects were not 4 KiB on the server's disk when the
+# listing was complete (placeholders listed before their data: 0 is expected), then removes
+# the files through the mount, untimed. TAG names the keys: created-TAG-0000 and on.
+created_listed() {
+    local prefix=created-$1- t s short
+    sync
+    t=$(now)
+    create_small "$MNT/$prefix"
+    wait_listed "$prefix" "$SEED_RAW"
+    s=$(secs "$t")
+    short=$(find "$WORK/data/bench" -maxdepth 1 -name "$prefix*" ! -size 4096c | wc -l)
+    rm -f "$MNT/$prefix"*
+    echo "$s $short"
+}
+
+# Issue 13: one sequential write of the ${SIZE_MIB} MiB source through a fresh xosfs mount
+# with its staging files in CACHE_DIR (and any further flags), as the main table's write;
+# prints the seconds. The file's size is checked and it is removed afterwards, untimed.
+timed_write() {
+    local pid t s
+    pid=$(mount_xosfs "$@") || exit 1
+    sync
+    t=$(now)
+    if ! dd if="$WORK/src.bin" of="$MNT/limit.bin" bs=8M conv=fsync status=none; then
+        echo "bench.sh: the write with xosfs $* failed" >&2
+        exit 1
+    fi
+    s=$(secs "$t")
+    if [ "$(stat -c %s "$MNT/limit.bin")" != $((SIZE_MIB << 20)) ]; then
+        echo "bench.sh: the write with xosfs $* left a file of the wrong size" >&2
+        exit 1
+    fi
+    rm "$MNT/limit.bin"
+    unmount_fs "$pid"
+    echo "$s"
 }
 
 for fs in $FILESYSTEMS; do
@@ -254,6 +342,36 @@ for fs in $FILESYSTEMS; do
     R[$fs,rss]=$(max "$peak" "$(hwm "$pid")")
     unmount_fs "$pid"
 done
+
+# Issue 13's scenarios, each on a fresh mount. xosfs runs without and with --write-back.
+for fs in $FILESYSTEMS; do
+    tags=("$fs")
+    [ "$fs" = xosfs ] && tags+=(xosfs_wb)
+    for tag in "${tags[@]}"; do
+        echo "== $tag: 1,000 x 4 KiB created until listed"
+        if [ "$tag" = xosfs_wb ]; then pid=$(mount_fs xosfs --write-back); else pid=$(mount_fs "$fs"); fi
+        out=$(created_listed "$tag")
+        R[$tag,created]=${out% *} R[$tag,created_short]=${out#* }
+        unmount_fs "$pid"
+    done
+done
+if [[ " $FILESYSTEMS " = *" xosfs "* ]]; then
+    mkdir -p "$UNLIMITED_CACHE"
+    mount -t tmpfs -o "size=$((SIZE_MIB + LIMIT_MIB))m,mode=0700" xosfs-bench-cache "$UNLIMITED_CACHE"
+    CACHE_FS=$(stat -f -c %T "$UNLIMITED_CACHE") # where the unlimited run's cache dir lives
+    echo "== xosfs: ${SIZE_MIB} MiB write, cache dir on a ${LIMIT_MIB} MiB tmpfs and --cache-limit ${LIMIT_MIB}M, and without"
+    mkdir -p "$LIMITED_CACHE"
+    mount -t tmpfs -o "size=${LIMIT_MIB}m,mode=0700" xosfs-bench-cache "$LIMITED_CACHE"
+    # Alternating, so this machine's drift over the run falls on both alike.
+    unlimited=() limited=()
+    for _ in $(seq "$REPEAT"); do
+        s=$(timed_write "$UNLIMITED_CACHE"); unlimited+=("$s")
+        s=$(timed_write "$LIMITED_CACHE" --cache-limit "${LIMIT_MIB}M"); limited+=("$s")
+    done
+    umount "$LIMITED_CACHE" 2>/dev/null || umount -l "$LIMITED_CACHE"
+    umount "$UNLIMITED_CACHE" 2>/dev/null || umount -l "$UNLIMITED_CACHE"
+    R[xosfs,write_unlimited]=$(median "${unlimited[@]}") R[xosfs,write_limited]=$(median "${limited[@]}")
+fi
 
 R[raw,read]=$(median "${raw_reads[@]}") R[raw,random]=$(median "${raw_randoms[@]}")
 R[raw,reread]=${R[raw,read]}
@@ -301,6 +419,48 @@ fi
         done
         echo
     done
+    echo
+    echo "## Issue 13: small files until listed, a write under a cache limit"
+    echo
+    echo "Created until listed: 1,000 files of 4 KiB written one after another (open, write, close)"
+    echo "in the root of a fresh mount, timed from the first create until a raw listing of the"
+    echo "bucket (xosfs-bench-client count: ListObjects straight to the server, not through the"
+    echo "mount) shows all 1,000 keys, polled every 50 ms once the last close has returned. With"
+    echo "--write-back xosfs returns from close once the file is in its local journal; rclone"
+    echo "(--vfs-cache-mode writes, its default --vfs-write-back 5s) also returns before uploading."
+    if [ -n "${R[xosfs,write_limited]:-}" ]; then
+        echo "Cache limit: ${SIZE_MIB} MiB written by dd (8 MiB blocks, conv=fsync) through a fresh xosfs"
+        echo "mount, with the cache dir on a $CACHE_FS with room for the whole file and no limit, or on a"
+        echo "${LIMIT_MIB} MiB tmpfs with --cache-limit ${LIMIT_MIB}M; the median of $REPEAT each, alternating."
+    fi
+    echo "Higher is better; seconds in brackets."
+    echo
+    echo "| workload | figure | issue 13 target |"
+    echo "|---|---|---|"
+    for tag in xosfs xosfs_wb s3fs rclone; do
+        [ -n "${R[$tag,created]:-}" ] || continue
+        name=$tag; [ "$tag" = xosfs_wb ] && name="xosfs --write-back"
+        printf "| 1,000 x 4 KiB created until listed, %s | %.0f files/s (%s s)" \
+            "$name" "$(echo "1000 / ${R[$tag,created]}" | bc -l)" "${R[$tag,created]}"
+        [ "${R[$tag,created_short]}" = 0 ] || printf "; %s of 1,000 not 4 KiB when listed" "${R[$tag,created_short]}"
+        echo " | |"
+    done
+    for peer in s3fs rclone; do
+        [ -n "${R[xosfs_wb,created]:-}" ] && [ -n "${R[$peer,created]:-}" ] || continue
+        ratio=$(echo "${R[$peer,created]} / ${R[xosfs_wb,created]}" | bc -l | xargs printf "%.2f")
+        target="" # issue 13: at least 5x s3fs locally, at least 2x rclone with --wan
+        if [ "$peer" = s3fs ] && [ "$WAN" = 0 ]; then target=$(verdict "$ratio" 5); fi
+        if [ "$peer" = rclone ] && [ "$WAN" = 1 ]; then target=$(verdict "$ratio" 2); fi
+        printf "| created until listed, xosfs --write-back / %s | %s | %s |\n" "$peer" "$ratio" "$target"
+    done
+    if [ -n "${R[xosfs,write_limited]:-}" ]; then
+        printf "| %s MiB sequential write + fsync, xosfs, no cache limit | %.1f MiB/s (%s s) | |\n" \
+            "$SIZE_MIB" "$(echo "$SIZE_MIB / ${R[xosfs,write_unlimited]}" | bc -l)" "${R[xosfs,write_unlimited]}"
+        printf "| %s MiB sequential write + fsync, xosfs, cache dir on a %s MiB tmpfs, --cache-limit %sM | %.1f MiB/s (%s s) | |\n" \
+            "$SIZE_MIB" "$LIMIT_MIB" "$LIMIT_MIB" "$(echo "$SIZE_MIB / ${R[xosfs,write_limited]}" | bc -l)" "${R[xosfs,write_limited]}"
+        ratio=$(echo "${R[xosfs,write_unlimited]} / ${R[xosfs,write_limited]}" | bc -l | xargs printf "%.2f")
+        printf "| sequential write, --cache-limit %sM / no limit | %s | %s |\n" "$LIMIT_MIB" "$ratio" "$(verdict "$ratio" 0.9)"
+    fi
 } | tee "$OUT"
 
 /usr/bin/python3 - "$OUT" "$PNG" <<'PY'
@@ -308,9 +468,12 @@ import re, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-rows = [l for l in open(sys.argv[1]) if l.startswith("| ") and "workload" not in l and "RSS" not in l]
+# The first table only: the issue 13 table below it has figures of its own, not ratios.
+lines = open(sys.argv[1]).read().splitlines()
+start = next(i for i, l in enumerate(lines) if l.startswith("| workload"))
+end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+header, rows = lines[start], [l for l in lines[start + 2:end] if "RSS" not in l]
 names, series = [], {}
-header = [l for l in open(sys.argv[1]) if l.startswith("| workload")][0]
 fss = [c.strip() for c in header.strip().strip("|").split("|")][2:]
 for l in rows:
     cells = [c.strip() for c in l.strip().strip("|").split("|")]

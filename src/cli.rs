@@ -29,6 +29,9 @@ pub fn command() -> clap::Command {
 pub enum Command {
     /// Abort unfinished multipart uploads started more than --older-than ago.
     Cleanup(Box<CleanupArgs>),
+    /// List, upload or discard the files the cache directory kept: uploads that failed,
+    /// and files still open when a daemon died.
+    Recover(Box<RecoverArgs>),
     /// Print a completion script for SHELL on stdout.
     Completions {
         #[arg(value_enum, value_name = "SHELL")]
@@ -41,11 +44,12 @@ pub enum Command {
 pub enum Invocation {
     Mount(Box<MountArgs>),
     Cleanup(Box<CleanupArgs>),
+    Recover(Box<RecoverArgs>),
     Completions(clap_complete::Shell),
 }
 
 /// How to reach the bucket and with which keys: the same for a mount and for `cleanup`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ConnectionArgs {
     /// Endpoint URL of the service, with its scheme (e.g. https://xos.example.com).
     #[arg(long, value_name = "URL", env = "XOSFS_ENDPOINT")]
@@ -118,6 +122,32 @@ pub struct CleanupArgs {
     /// List the uploads that would be aborted, and abort none.
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+/// `xosfs recover`: what to do with the files the cache directory kept.
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// List the kept files (what `recover` does without --publish or --discard).
+    #[arg(long, conflicts_with_all = ["publish", "discard"])]
+    pub list: bool,
+
+    /// Upload the kept file PATH (its key, or its entry id, as --list shows them) over the
+    /// object. The object's endpoint and bucket come from the entry; the credentials are
+    /// found as for a mount. If the object changed since the file was opened, the data is
+    /// stored under a conflict name instead.
+    #[arg(long, value_name = "PATH", conflicts_with = "discard")]
+    pub publish: Option<String>,
+
+    /// Delete the kept file PATH from the cache directory.
+    #[arg(long, value_name = "PATH")]
+    pub discard: Option<String>,
+
+    /// The cache directory [default: as for a mount].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -237,6 +267,25 @@ pub struct MountArgs {
     /// room for the files open for writing.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Disk the staging files in the cache directory may take, at least two parts
+    /// [default: only the disk limits it]. Writers wait for room while uploads free some,
+    /// and get ENOSPC when none can be freed. Suffixes K, M, G.
+    #[arg(long, value_name = "SIZE")]
+    pub cache_limit: Option<String>,
+
+    /// Return from close(2) once the file is durable in the cache directory, and upload it
+    /// in the background (at most 16 files at once, in order per file); fsync(2) still
+    /// waits for the store, and unmounting waits for every upload. A file closed before a
+    /// crash is uploaded by the next mount with the same cache directory.
+    #[arg(long)]
+    pub write_back: bool,
+
+    /// Remove files the cache directory kept (an upload failed and its writer was told,
+    /// or the file was open when the daemon died) after this long: a number with s, m, h
+    /// or d.
+    #[arg(long, value_name = "DURATION", default_value = "7d")]
+    pub keep_failed: String,
 
     /// Canned ACL for new objects: private, public-read, public-read-write,
     /// authenticated-read, bucket-owner-read or bucket-owner-full-control [default: the bucket's].
@@ -358,6 +407,7 @@ fn invocation(matches: ArgMatches) -> Result<Invocation, clap::Error> {
     }
     Ok(match Command::from_arg_matches(&matches)? {
         Command::Cleanup(args) => Invocation::Cleanup(args),
+        Command::Recover(args) => Invocation::Recover(args),
         Command::Completions { shell } => Invocation::Completions(shell),
     })
 }

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{CleanupArgs, ConnectionArgs, MountArgs};
+use crate::cli::{CleanupArgs, ConnectionArgs, MountArgs, RecoverArgs};
 use crate::credentials::{CredentialsConfig, RoleConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,8 @@ pub enum ConfigError {
     WriteBuffer { buffer: String, part: String },
     #[error("--acl '{0}' is not a canned ACL (private, public-read, public-read-write, authenticated-read, bucket-owner-read, bucket-owner-full-control)")]
     Acl(String),
+    #[error("--cache-limit ({limit} bytes) must hold at least two parts of --part-size ({part} bytes)")]
+    CacheLimit { limit: u64, part: u64 },
     #[error("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")]
     NoCacheDir,
     #[error("--role-session-name '{0}' must be 2 to 64 letters, digits or +=,.@_-")]
@@ -81,6 +83,9 @@ pub struct WriteSettings {
     pub concurrency: usize,
     pub buffer: u64,
     pub cache_dir: PathBuf,
+    pub write_back: bool,
+    pub keep_failed: Duration,
+    pub cache_limit: Option<u64>,
     pub acl: Option<String>,
     pub storage_class: Option<String>,
 }
@@ -176,6 +181,45 @@ impl CleanupConfig {
             older_than_text: args.older_than,
             dry_run: args.dry_run,
         })
+    }
+}
+
+/// `xosfs recover`: the cache directory, and how to reach a kept file's store.
+pub struct RecoverConfig {
+    pub cache_dir: PathBuf,
+    connection: ConnectionArgs,
+}
+
+impl RecoverConfig {
+    pub fn from_args(args: RecoverArgs) -> Result<RecoverConfig, ConfigError> {
+        Ok(RecoverConfig { cache_dir: resolve_cache_dir(args.cache_dir)?, connection: args.connection })
+    }
+
+    /// The settings to reach `bucket` at `endpoint` (a kept file's store), with the
+    /// credentials found as for a mount.
+    pub fn store(
+        &self,
+        endpoint: &str,
+        region: &str,
+        bucket: &str,
+        path_style: bool,
+    ) -> Result<(S3Config, CredentialsConfig), ConfigError> {
+        let mut conn = self.connection.clone();
+        conn.endpoint = Some(endpoint.to_string());
+        conn.region = region.to_string();
+        conn.path_style = path_style;
+        connection(conn, bucket.to_string(), ListVersion::V1)
+    }
+}
+
+/// --cache-dir, else the default for this user.
+fn resolve_cache_dir(dir: Option<PathBuf>) -> Result<PathBuf, ConfigError> {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    match dir {
+        Some(dir) => Ok(dir),
+        None => default_cache_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"), euid == 0)
+            .ok_or(ConfigError::NoCacheDir),
     }
 }
 
@@ -277,11 +321,15 @@ impl Config {
         }
         // SAFETY: geteuid/getegid cannot fail and touch no memory.
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
-        let cache_dir = match cli.cache_dir {
-            Some(dir) => dir,
-            None => default_cache_dir(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"), euid == 0)
-                .ok_or(ConfigError::NoCacheDir)?,
+        let cache_dir = resolve_cache_dir(cli.cache_dir)?;
+        let keep_failed = parse_duration("--keep-failed", &cli.keep_failed)?;
+        let cache_limit = match &cli.cache_limit {
+            Some(limit) => Some(parse_size("--cache-limit", limit)?),
+            None => None,
         };
+        if let Some(limit) = cache_limit.filter(|&l| l < 2 * part_size) {
+            return Err(ConfigError::CacheLimit { limit, part: part_size });
+        }
         Ok(Config {
             s3,
             fs: FsConfig {
@@ -304,6 +352,9 @@ impl Config {
                 concurrency: usize::from(cli.upload_concurrency),
                 buffer,
                 cache_dir,
+                write_back: cli.write_back,
+                keep_failed,
+                cache_limit,
                 acl: cli.acl,
                 storage_class: cli.storage_class,
             },

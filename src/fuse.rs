@@ -179,9 +179,10 @@ impl Filesystem for FuseAdapter {
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = write && flags.0 & libc::O_TRUNC != 0;
+        let append = flags.0 & libc::O_APPEND != 0;
         let pid = req.pid();
         self.spawn("open", ino, move |fs, _| async move {
-            match fs.open(ino.0, write, truncate, pid).await {
+            match fs.open(ino.0, write, truncate, append, pid).await {
                 Ok(opened) => {
                     let flags = if opened.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
                     reply.opened(FileHandle(opened.fh), flags)

@@ -12,6 +12,7 @@ pub mod fs;
 pub mod fuse;
 pub mod mount;
 pub mod read;
+pub mod recover;
 pub mod s3;
 pub mod store;
 pub mod times;

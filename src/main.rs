@@ -10,22 +10,24 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use xosfs::cli::{CleanupArgs, Invocation, MountArgs};
-use xosfs::config::{CleanupConfig, Config, S3Config};
+use xosfs::cli::{CleanupArgs, Invocation, MountArgs, RecoverArgs};
+use xosfs::config::{CleanupConfig, Config, RecoverConfig, S3Config};
 use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::S3Store;
 use xosfs::store::{ErrorKind, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
-use xosfs::write::WriteConfig;
-use xosfs::{cleanup, cli, credentials};
+use xosfs::write::journal::{Journal, StoreId};
+use xosfs::write::{recovery, WriteConfig};
+use xosfs::{cleanup, cli, credentials, recover};
 
 fn main() -> ExitCode {
     let (args, helper) = cli::helper_args(std::env::args_os().collect::<Vec<OsString>>());
     match cli::parse(args) {
         Ok(Invocation::Mount(args)) => mount_main(*args, helper),
         Ok(Invocation::Cleanup(args)) => cleanup_main(*args),
+        Ok(Invocation::Recover(args)) => recover_main(*args),
         Ok(Invocation::Completions(shell)) => {
             clap_complete::generate(shell, &mut cli::command(), "xosfs", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -117,10 +119,14 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
         return ExitCode::from(1);
     }
     let w = &config.write;
-    let write_cfg =
-        Arc::new(WriteConfig::new(w.part_size, w.concurrency, w.buffer, w.cache_dir.clone(), w.copy_threshold));
+    let write_cfg = Arc::new(
+        WriteConfig::new(w.part_size, w.concurrency, w.buffer, w.cache_dir.clone(), w.copy_threshold)
+            .with_store(store_id(&config.s3))
+            .with_write_back(w.write_back)
+            .with_cache_limit(w.cache_limit),
+    );
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
-    let fs = Arc::new(Fs::new(client, config.fs.clone(), write_cfg.clone(), defaults, config.read));
+    let fs = Arc::new(Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read));
     let fs_name = match config.fs.prefix.as_str() {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
@@ -147,6 +153,8 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             tracing::warn!("cannot detach from the terminal: {e}");
         }
     }
+    // Files an earlier daemon left in the journal: uploaded (or kept) while this one serves.
+    rt.spawn(recovery::recover_and_retry(client, write_cfg.clone(), config.write.keep_failed));
     let served = mounted.serve_until_stopped(&rt);
     // Closes that were still uploading when the session ended finish before the process
     // does: their writers were told they succeeded.
@@ -239,6 +247,80 @@ fn cleanup_main(args: CleanupArgs) -> ExitCode {
     }
 }
 
+/// Which store a mount's journal entries belong to.
+fn store_id(s3: &S3Config) -> StoreId {
+    StoreId {
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        bucket: s3.bucket.clone(),
+        path_style: s3.path_style,
+    }
+}
+
+/// `xosfs recover`: exit 0 when the listing was printed or the file published or
+/// discarded.
+fn recover_main(args: RecoverArgs) -> ExitCode {
+    let (publish, discard) = (args.publish.clone(), args.discard.clone());
+    let config = match RecoverConfig::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("xosfs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter("warn,xosfs=warn").with_writer(std::io::stderr).init();
+    let journal = Journal::new(&config.cache_dir, StoreId::default());
+    let found = match journal.list() {
+        Ok(found) => found,
+        Err(e) => {
+            eprintln!("xosfs: cannot read the journal in {}: {e}", config.cache_dir.display());
+            return ExitCode::from(1);
+        }
+    };
+    let outcome = match (publish, discard) {
+        (None, None) => {
+            if found.is_empty() {
+                println!("no kept files in {}", journal.dir().display());
+            }
+            for line in recover::lines(&found) {
+                println!("{line}");
+            }
+            Ok(String::new())
+        }
+        (_, Some(what)) => recover::pick(&found, &what).and_then(|f| recover::discard(&journal, &f.id)),
+        (Some(what), None) => recover::pick(&found, &what).and_then(|f| publish_entry(&config, f)),
+    };
+    match outcome {
+        Ok(line) => {
+            if !line.is_empty() {
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            eprintln!("xosfs: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Connects to the entry's store and uploads it.
+fn publish_entry(config: &RecoverConfig, found: &xosfs::write::journal::Found) -> Result<String, String> {
+    let s = &found.record.store;
+    let (s3, credentials) = config.store(&s.endpoint, &s.region, &s.bucket, s.path_style).map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(8 << 20)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    rt.block_on(async {
+        let client = retrying(store(&s3, &credentials).await?, &s3);
+        let cfg = Arc::new(WriteConfig::for_recovery(config.cache_dir.clone(), s.clone()));
+        recover::publish(client, cfg, &found.id).await
+    })
+}
+
 /// Makes the staging directory (private to the user) and says what an earlier run left.
 /// Written data waits there: one owned by someone else, or open to group or others, is
 /// refused.
@@ -260,7 +342,7 @@ fn prepare_cache_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let left = std::fs::read_dir(dir)?.filter_map(Result::ok).filter(|e| e.path().is_file()).count();
     if left > 0 {
         tracing::warn!(
-            "{} holds {left} staging file(s) from uploads that failed or were interrupted; they are kept for recovery",
+            "{} holds {left} staging file(s) left by a version of xosfs without a journal; they are not recovered",
             dir.display()
         );
     }

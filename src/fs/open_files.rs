@@ -16,9 +16,9 @@ use super::writers::Attach;
 use super::{content_type_for, rewrite_options, thread_group_of, unless_closed, Fs};
 use super::{Changer, Opened, MAX_COPY_RANGE_REPLY};
 use crate::read::Prefetcher;
-use crate::store::{ErrorKind, ObjectInfo};
+use crate::store::{ErrorKind, ObjectInfo, Precondition};
 use crate::times::format_time;
-use crate::write::{BaseObject, WriteError, WriterHandle};
+use crate::write::{expecting, BaseObject, WriteError, WriterHandle};
 
 /// An open file: the object version seen at open is the one read (close-to-open), until
 /// this mount stores another; a file open for writing has its writer.
@@ -35,6 +35,9 @@ pub(super) struct OpenFile {
     pub(super) changed: std::sync::atomic::AtomicBool,
     /// The process that opened the file (its thread group id).
     pub(super) opener: Option<u32>,
+    /// Opened with O_APPEND: every write goes to the end of the file as this mount knows
+    /// it (the kernel's idea of the size may predate another client's append).
+    pub(super) append: bool,
 }
 
 impl Fs {
@@ -42,7 +45,7 @@ impl Fs {
     /// the old content, which then is replaced at close even if nothing is written. The
     /// reply says whether the kernel may keep its cached pages (the store still has the
     /// version they came from).
-    pub async fn open(&self, ino: u64, write: bool, truncate: bool, pid: u32) -> Result<Opened, FsError> {
+    pub async fn open(&self, ino: u64, write: bool, truncate: bool, append: bool, pid: u32) -> Result<Opened, FsError> {
         let inode = self.inode(ino)?;
         if inode.kind == Kind::Directory {
             return Err(FsError::IsDirectory);
@@ -67,8 +70,28 @@ impl Fs {
         let keep_cache = inode.keep_page_cache(cached_version);
         let (reader, writer) = if write {
             let base = (!truncate).then(|| BaseObject { etag: stat.etag.clone(), size: stat.size });
-            let writer = match self.writers.attach(ino, || self.spawn_writer(&inode, base, stored.as_ref()))? {
+            // A writer found at first may have ended since (a release right before this
+            // open): a new one needs the object's version now, so the open starts over.
+            let spawn = || match &stored {
+                Some(info) => self.spawn_writer(&inode, base, Some(info)).map_err(Some),
+                None => Err(None),
+            };
+            let attached = match self.writers.attach(ino, spawn) {
+                Ok(attached) => attached,
+                Err(None) => return Box::pin(self.open(ino, true, truncate, append, pid)).await,
+                Err(Some(e)) => return Err(e),
+            };
+            let writer = match attached {
                 Attach::Spawned(writer) => writer,
+                // The descriptors still open on it saw its upload fail (a close just now,
+                // whose release is on its way): this open gets a writer of its own.
+                Attach::Joined(writer) if writer.has_failed() => {
+                    if self.writers.release(ino, &writer) {
+                        let _ = writer.close().await;
+                    }
+                    self.writers.ended(ino, &writer).await;
+                    return Box::pin(self.open(ino, true, truncate, append, pid)).await;
+                }
                 Attach::Joined(writer) => {
                     if truncate {
                         unless_closed(writer.truncate(0).await)?;
@@ -77,8 +100,8 @@ impl Fs {
                 }
                 // Opened as the last descriptor closes: the file is what that close stores.
                 Attach::Closing(writer) => {
-                    writer.ended().await;
-                    return Box::pin(self.open(ino, true, truncate, pid)).await;
+                    self.writers.ended(ino, &writer).await;
+                    return Box::pin(self.open(ino, true, truncate, append, pid)).await;
                 }
             };
             (None, Some(writer))
@@ -94,6 +117,7 @@ impl Fs {
             writer,
             changed: Default::default(),
             opener: thread_group_of(pid),
+            append: append && write,
         };
         let fh = self.add_handle(file);
         Ok(Opened { fh, keep_cache })
@@ -129,7 +153,9 @@ impl Fs {
         opts.metadata.insert("mode".into(), (libc::S_IFREG | u32::from(posix.perm)).to_string());
         opts.metadata.insert("uid".into(), posix.uid.to_string());
         opts.metadata.insert("gid".into(), posix.gid.to_string());
-        Ok(WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), self.key(inode)?, opts, base))
+        // The upload replaces the version read now, or makes the file where none was.
+        let expect = stored.map_or(Precondition::Absent, |info| expecting(info.etag.as_deref()));
+        Ok(WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), self.key(inode)?, opts, base, expect))
     }
 
     /// Makes `name` in `parent` as an empty file open for writing; it is stored at close.
@@ -157,7 +183,7 @@ impl Fs {
                 // The name was known as a file being written (another client deleted it in
                 // the store, so the kernel asked to create it): the file is that one.
                 Attach::Joined(writer) => break writer,
-                Attach::Closing(writer) => writer.ended().await,
+                Attach::Closing(writer) => self.writers.ended(inode.ino, &writer).await,
             }
         };
         self.inodes.remember(&inode);
@@ -168,6 +194,7 @@ impl Fs {
             writer: Some(writer),
             changed: Default::default(),
             opener,
+            append: false,
         };
         let fh = self.add_handle(file);
         Ok((self.attr_of(&inode), fh))
@@ -240,7 +267,10 @@ impl Fs {
         let file = self.handle(fh)?;
         let writer = file.writer.clone().ok_or(FsError::BadHandle)?;
         file.changed.store(true, Ordering::Release);
-        Ok(writer.write(offset, data).await?)
+        match file.append {
+            true => Ok(writer.append(data).await?),
+            false => Ok(writer.write(offset, data).await?),
+        }
     }
 
     /// copy_file_range(2) of a whole file into a new, empty one: one server-side copy
@@ -277,7 +307,8 @@ impl Fs {
         }
     }
 
-    /// close(2): the file's data is durable in the store when this returns Ok. Two closes
+    /// close(2): the file's data is durable in the store when this returns Ok (with
+    /// write-back, durable in the journal, and uploaded after the last release). Two closes
     /// come before the data and store nothing, so the object stays as it was until its
     /// writer is done: one of a descriptor nothing was written through yet (a shell
     /// redirect opens with O_TRUNC, dup2s and closes the original before the command
@@ -290,7 +321,11 @@ impl Fs {
         if !changed || (file.opener.is_some() && thread_group_of(pid) != file.opener) {
             return Ok(());
         }
-        self.fsync(fh).await
+        match &file.writer {
+            // Durable in the journal now; the writer's release uploads it.
+            Some(writer) if self.write_cfg.write_back => Ok(writer.commit().await?),
+            _ => self.fsync(fh).await,
+        }
     }
 
     /// fsync(2): uploads what is written so far.

@@ -47,6 +47,10 @@ impl Fs {
             }
         }
         let new_key = format!("{}{new_name}", self.key(&new_dir)?);
+        // The replaced file's descriptors keep its bytes once its object is overwritten.
+        if let Some(writer) = dst.as_ref().and_then(|d| self.writer_of(d.ino)) {
+            unless_closed(writer.keep_base().await)?;
+        }
         match src.kind {
             Kind::Directory => self.rename_dir(&src, &format!("{new_key}/")).await?,
             Kind::File | Kind::Symlink | Kind::Special(_) => self.rename_file(&src, &new_key).await?,

@@ -74,6 +74,14 @@ impl Writers {
         }
     }
 
+    /// Waits until `writer`'s task has ended, and forgets it: an open retried after this
+    /// finds it gone, not closing (waiting on it again would not wait at all, and the
+    /// retries would spin until the releasing side got to forget it).
+    pub async fn ended(&self, ino: u64, writer: &WriterHandle) {
+        writer.ended().await;
+        self.closed(ino, writer);
+    }
+
     /// The writer whose data stat and reads show.
     pub fn of(&self, ino: u64) -> Option<WriterHandle> {
         let get = |map: &DashMap<u64, Shared>| map.get(&ino).map(|s| s.writer.clone());

@@ -19,7 +19,8 @@ where
                 (_, "NoSuchBucket") => ErrorKind::NoSuchBucket,
                 (404, _) => ErrorKind::NotFound,
                 (403, _) => ErrorKind::AccessDenied,
-                (412, _) => ErrorKind::PreconditionFailed,
+                // 409 ConditionalRequestConflict: a conditional write raced another write.
+                (412, _) | (409, "ConditionalRequestConflict") => ErrorKind::PreconditionFailed,
                 (416, _) => ErrorKind::InvalidRange,
                 (429 | 503, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {
                     ErrorKind::Throttled

@@ -5,6 +5,7 @@
 mod error;
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use async_trait::async_trait;
@@ -16,13 +17,13 @@ use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, Re
 use aws_sdk_s3::primitives::DateTime;
 use aws_types::request_id::RequestId;
 use bytes::Bytes;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use error::{malformed, sdk_error};
 
 use crate::config::{ListVersion, S3Config};
 use crate::store::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, PutOptions,
+    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition, PutOptions,
     UnfinishedUpload, UploadMarker, UploadPage,
 };
 
@@ -30,6 +31,18 @@ pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
     list_version: ListVersion,
+    /// The store answered a conditional write with 501: conditions are then checked with
+    /// a HEAD right before each write instead.
+    no_conditional_writes: AtomicBool,
+}
+
+/// The `If-Match` and `If-None-Match` headers of a condition.
+fn condition_headers(condition: &Precondition) -> (Option<String>, Option<String>) {
+    match condition {
+        Precondition::None => (None, None),
+        Precondition::Absent => (None, Some("*".into())),
+        Precondition::Matches(etag) => (Some(etag.clone()), None),
+    }
 }
 
 impl S3Store {
@@ -52,6 +65,49 @@ impl S3Store {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
             list_version: cfg.list_version,
+            no_conditional_writes: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends a write with its condition as headers, or, for a store without conditional
+    /// writes, checks the condition with a HEAD and sends the write without headers.
+    async fn conditional<F, Fut>(
+        &self,
+        op: &'static str,
+        key: &str,
+        condition: &Precondition,
+        send: F,
+    ) -> Result<Option<String>, ObjectError>
+    where
+        F: Fn(Option<String>, Option<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, ObjectError>>,
+    {
+        if *condition == Precondition::None {
+            return send(None, None).await;
+        }
+        if !self.no_conditional_writes.load(Ordering::Relaxed) {
+            let (if_match, if_none_match) = condition_headers(condition);
+            match send(if_match, if_none_match).await {
+                Err(e) if e.status == Some(501) || e.code.as_deref() == Some("NotImplemented") => {
+                    warn!(op, "the store does not take conditional writes ({e}): each write is checked with a HEAD just before it instead");
+                    self.no_conditional_writes.store(true, Ordering::Relaxed);
+                }
+                other => return other,
+            }
+        }
+        let current = match self.head_object(key).await {
+            Ok(info) => info.etag,
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let refused = |kind| ObjectError::new(kind, op, key).with_message("the object is not the version the write expected");
+        match (condition, current) {
+            (Precondition::Absent, Some(_)) => Err(refused(ErrorKind::PreconditionFailed)),
+            (Precondition::Matches(_), None) => Err(refused(ErrorKind::NotFound)),
+            (Precondition::Matches(want), Some(have)) if want.trim_matches('"') != have.trim_matches('"') => {
+                Err(refused(ErrorKind::PreconditionFailed))
+            }
+            _ => send(None, None).await,
         }
     }
 
@@ -205,24 +261,35 @@ impl ObjectStore for S3Store {
         Ok(ObjectBody::new(Box::pin(chunks)))
     }
 
-    async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {
+    async fn put_object_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+        condition: &Precondition,
+    ) -> Result<Option<String>, ObjectError> {
         const OP: &str = "PutObject";
         let len = body.len();
-        let out = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(body.into())
-            .set_content_type(opts.content_type.clone())
-            .set_metadata(Some(opts.metadata.clone()))
-            .set_acl(opts.acl.as_deref().map(Into::into))
-            .set_storage_class(opts.storage_class.as_deref().map(Into::into))
-            .send()
-            .await
-            .map_err(|e| sdk_error(OP, key, e))?;
-        debug!(op = OP, key, len, request_id = out.request_id(), "put");
-        Ok(out.e_tag().map(str::to_string))
+        self.conditional(OP, key, condition, |if_match, if_none_match| async {
+            let out = self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(body.clone().into())
+                .set_content_type(opts.content_type.clone())
+                .set_metadata(Some(opts.metadata.clone()))
+                .set_acl(opts.acl.as_deref().map(Into::into))
+                .set_storage_class(opts.storage_class.as_deref().map(Into::into))
+                .set_if_match(if_match)
+                .set_if_none_match(if_none_match)
+                .send()
+                .await
+                .map_err(|e| sdk_error(OP, key, e))?;
+            debug!(op = OP, key, len, request_id = out.request_id(), "put");
+            Ok(out.e_tag().map(str::to_string))
+        })
+        .await
     }
 
     async fn copy_object(
@@ -382,11 +449,12 @@ impl ObjectStore for S3Store {
         Ok(CompletedPart { number, etag: etag.to_string() })
     }
 
-    async fn complete_multipart_upload(
+    async fn complete_multipart_upload_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        condition: &Precondition,
     ) -> Result<Option<String>, ObjectError> {
         use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart as SdkPart};
         const OP: &str = "CompleteMultipartUpload";
@@ -395,18 +463,23 @@ impl ObjectStore for S3Store {
                 parts.iter().map(|p| SdkPart::builder().part_number(p.number).e_tag(&p.etag).build()).collect(),
             ))
             .build();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(upload)
-            .send()
-            .await
-            .map_err(|e| sdk_error(OP, key, e))?;
-        debug!(op = OP, key, parts = parts.len(), request_id = out.request_id(), "completed");
-        Ok(out.e_tag().map(str::to_string))
+        self.conditional(OP, key, condition, |if_match, if_none_match| async {
+            let out = self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(upload.clone())
+                .set_if_match(if_match)
+                .set_if_none_match(if_none_match)
+                .send()
+                .await
+                .map_err(|e| sdk_error(OP, key, e))?;
+            debug!(op = OP, key, parts = parts.len(), request_id = out.request_id(), "completed");
+            Ok(out.e_tag().map(str::to_string))
+        })
+        .await
     }
 
     async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {

@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt};
 use parking_lot::Mutex;
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, PutOptions, UploadMarker,
+    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
     UploadPage,
 };
 
@@ -303,8 +303,14 @@ impl ObjectStore for FaultyStore {
         }
     }
 
-    async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {
-        self.forward("PutObject", key, self.inner.put_object(key, body, opts)).await
+    async fn put_object_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+        condition: &Precondition,
+    ) -> Result<Option<String>, ObjectError> {
+        self.forward("PutObject", key, self.inner.put_object_if(key, body, opts, condition)).await
     }
 
     async fn copy_object(
@@ -353,13 +359,14 @@ impl ObjectStore for FaultyStore {
         self.forward("UploadPartCopy", key, request).await
     }
 
-    async fn complete_multipart_upload(
+    async fn complete_multipart_upload_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        condition: &Precondition,
     ) -> Result<Option<String>, ObjectError> {
-        let request = self.inner.complete_multipart_upload(key, upload_id, parts);
+        let request = self.inner.complete_multipart_upload_if(key, upload_id, parts, condition);
         self.forward("CompleteMultipartUpload", key, request).await
     }
 

@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, StreamExt};
-use md5::{Digest, Md5};
+use super::etag::{hex, md5, quoted_etag, same_etag};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, PutOptions,
+    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition, PutOptions,
     UnfinishedUpload, UploadMarker, UploadPage,
 };
 
@@ -101,6 +101,16 @@ impl State {
 
     fn object(&self, op: &'static str, key: &str) -> Result<&StoredObject, ObjectError> {
         self.objects.get(key).ok_or_else(|| no_such_key(op, key))
+    }
+
+    /// Refuses a write whose condition the object at `key` does not meet.
+    fn check(&self, op: &'static str, key: &str, condition: &Precondition) -> Result<(), ObjectError> {
+        match (condition, self.objects.get(key)) {
+            (Precondition::None, _) | (Precondition::Absent, None) => Ok(()),
+            (Precondition::Matches(_), None) => Err(no_such_key(op, key)),
+            (Precondition::Matches(etag), Some(o)) if same_etag(etag, &o.etag) => Ok(()),
+            _ => Err(precondition_failed(op, key)),
+        }
     }
 
     fn upload(&mut self, op: &'static str, key: &str, upload_id: &str) -> Result<&mut Upload, ObjectError> {
@@ -267,8 +277,15 @@ impl ObjectStore for MemoryStore {
         Ok(ObjectBody::new(stream::iter(chunks).boxed()))
     }
 
-    async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {
+    async fn put_object_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+        condition: &Precondition,
+    ) -> Result<Option<String>, ObjectError> {
         let mut state = self.begin("PutObject");
+        state.check("PutObject", key, condition)?;
         let etag = quoted_etag(&md5(&body));
         let last_modified = state.write_time();
         let object = StoredObject {
@@ -405,14 +422,16 @@ impl ObjectStore for MemoryStore {
         Ok(CompletedPart { number, etag: quoted_etag(&md5) })
     }
 
-    async fn complete_multipart_upload(
+    async fn complete_multipart_upload_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        condition: &Precondition,
     ) -> Result<Option<String>, ObjectError> {
         const OP: &str = "CompleteMultipartUpload";
         let mut state = self.begin(OP);
+        state.check(OP, key, condition)?;
         let min_part_size = self.shared.min_part_size;
         let upload = state.upload(OP, key, upload_id)?;
         let refuse = |code: &str, message: String| {
@@ -530,23 +549,6 @@ fn content_type(opts: &PutOptions) -> String {
 /// S3 reports no storage class for STANDARD, however it was asked for.
 fn storage_class(opts: &PutOptions) -> Option<String> {
     opts.storage_class.clone().filter(|c| c != "STANDARD")
-}
-
-fn md5(data: &[u8]) -> [u8; 16] {
-    Md5::digest(data).into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn quoted_etag(md5: &[u8; 16]) -> String {
-    format!("\"{}\"", hex(md5))
-}
-
-/// Whether two ETags name the same version; callers may pass them with or without quotes.
-fn same_etag(a: &str, b: &str) -> bool {
-    a.trim_matches('"') == b.trim_matches('"')
 }
 
 fn whole_seconds(time: SystemTime) -> SystemTime {

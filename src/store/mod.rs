@@ -7,6 +7,7 @@
 //! - [`RetryingStore`]: wraps any store and sends transient failures again, with backoff.
 
 mod error;
+mod etag;
 mod faults;
 mod memory;
 mod retry;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
 pub use error::{ErrorKind, ObjectError};
+pub use etag::{multipart_etag, put_etag, same_etag};
 pub use faults::{Fault, FaultRule, FaultyStore};
 pub use memory::MemoryStore;
 pub use retry::{RetryPolicy, RetryingStore};
@@ -55,7 +57,7 @@ pub struct ObjectInfo {
 }
 
 /// What every upload carries besides the bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PutOptions {
     pub content_type: Option<String>,
     /// User metadata, without the `x-amz-meta-` prefix.
@@ -63,6 +65,19 @@ pub struct PutOptions {
     /// A canned ACL (`private`, `public-read`, ...); `None` leaves the bucket's default.
     pub acl: Option<String>,
     pub storage_class: Option<String>,
+}
+
+/// What an upload requires of the object it replaces, so that a change made elsewhere
+/// since this mount read the object is never overwritten silently.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum Precondition {
+    /// Store whatever is there.
+    #[default]
+    None,
+    /// Only if no object has the key (`If-None-Match: *`).
+    Absent,
+    /// Only over the version with this ETag (`If-Match`).
+    Matches(String),
 }
 
 /// A multipart upload that was started and neither completed nor aborted.
@@ -88,7 +103,7 @@ pub struct UploadPage {
 }
 
 /// A part that is stored: its number and the ETag the completion must name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CompletedPart {
     pub number: i32,
     pub etag: String,
@@ -133,8 +148,16 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// never mixed; the body arrives as it is received.
     async fn get_stream(&self, key: &str, range: Range<u64>, etag: Option<&str>) -> Result<ObjectBody, ObjectError>;
 
-    /// Stores `body` as `key` in one request; returns the new ETag.
-    async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError>;
+    /// Stores `body` as `key` in one request, only if `condition` holds (else
+    /// `PreconditionFailed`, or `NotFound` when an ETag was required and there is no
+    /// object); returns the new ETag.
+    async fn put_object_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+        condition: &Precondition,
+    ) -> Result<Option<String>, ObjectError>;
 
     /// Server-side copy of `source` (only at ETag `etag`, when given) to `key`, with the
     /// metadata replaced by `opts`, or kept when `None`. At most 5 GiB.
@@ -174,12 +197,14 @@ pub trait ObjectStore: Send + Sync + 'static {
         range: Range<u64>,
     ) -> Result<CompletedPart, ObjectError>;
 
-    /// Makes the upload the object; returns its ETag.
-    async fn complete_multipart_upload(
+    /// Makes the upload the object, only if `condition` holds (as for
+    /// [`ObjectStore::put_object_if`]); returns its ETag.
+    async fn complete_multipart_upload_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        condition: &Precondition,
     ) -> Result<Option<String>, ObjectError>;
 
     async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError>;
@@ -192,6 +217,20 @@ pub trait ObjectStore: Send + Sync + 'static {
         after: Option<UploadMarker>,
         max_uploads: i32,
     ) -> Result<UploadPage, ObjectError>;
+
+    /// Stores `body` as `key`, over whatever is there.
+    async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {
+        self.put_object_if(key, body, opts, &Precondition::None).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[CompletedPart],
+    ) -> Result<Option<String>, ObjectError> {
+        self.complete_multipart_upload_if(key, upload_id, parts, &Precondition::None).await
+    }
 
     /// One page of keys under `prefix`, grouped at `/`.
     async fn list_page(

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::{
-    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, PutOptions, UploadMarker, UploadPage,
+    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker, UploadPage,
 };
 
 /// How often and how patiently to retry.
@@ -104,8 +104,14 @@ impl ObjectStore for RetryingStore {
         self.retry(|| self.inner.get_stream(key, range.clone(), etag)).await
     }
 
-    async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {
-        self.retry(|| self.inner.put_object(key, body.clone(), opts)).await
+    async fn put_object_if(
+        &self,
+        key: &str,
+        body: Bytes,
+        opts: &PutOptions,
+        condition: &Precondition,
+    ) -> Result<Option<String>, ObjectError> {
+        self.retry(|| self.inner.put_object_if(key, body.clone(), opts, condition)).await
     }
 
     async fn copy_object(
@@ -152,13 +158,14 @@ impl ObjectStore for RetryingStore {
         self.retry(|| self.inner.upload_part_copy(key, upload_id, number, source_key, source_etag, range.clone())).await
     }
 
-    async fn complete_multipart_upload(
+    async fn complete_multipart_upload_if(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[CompletedPart],
+        condition: &Precondition,
     ) -> Result<Option<String>, ObjectError> {
-        self.retry(|| self.inner.complete_multipart_upload(key, upload_id, parts)).await
+        self.retry(|| self.inner.complete_multipart_upload_if(key, upload_id, parts, condition)).await
     }
 
     async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {

@@ -4,8 +4,13 @@
 //! reads and flushes of one file are ordered without holding any lock across I/O.
 
 mod buffer;
+mod conflict;
+mod contents;
+pub mod journal;
 mod parts;
 mod ranges;
+pub mod recovery;
+mod space;
 mod staging;
 #[cfg(test)]
 mod tests;
@@ -20,17 +25,34 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-pub use buffer::{BaseObject, MetaChange, Uploaded};
+pub use buffer::{expecting, BaseObject, MetaChange, Uploaded};
 pub use upload::{multipart_copy, MAX_SINGLE_COPY};
 
-use crate::store::{ObjectError, ObjectStore, PutOptions};
+use crate::store::{ObjectError, ObjectStore, Precondition, PutOptions};
 use buffer::WriteBuffer;
+use journal::{Journal, StoreId};
+
+/// Files left by write-back closes uploaded at once: enough to hide the store's round
+/// trip behind a burst of small files, few enough for any store's connection limits.
+const UPLOADS_AT_ONCE: usize = 16;
 
 /// Settings shared by every writer of the mount, with the mount-wide memory budget.
 pub struct WriteConfig {
     pub part_size: u64,
     pub concurrency: usize,
-    pub cache_dir: PathBuf,
+    /// Where every file being written has its staging file and record.
+    pub journal: Arc<Journal>,
+    /// Close returns once the file is durable in the journal; the upload follows
+    /// (`--write-back`).
+    pub write_back: bool,
+    /// Uploads after write-back closes running at once.
+    uploads: Arc<Semaphore>,
+    /// The disk staging files may take (`--cache-limit`).
+    pub space: Arc<space::StagingSpace>,
+    /// A file streamed from the start keeps this much of its stored parts staged (for
+    /// reads and rewrites near its end); the staging disk of the parts before is given
+    /// back as they are stored.
+    pub release_after: u64,
     /// Objects larger than this are copied (renamed) with UploadPartCopy, in parts of it.
     pub copy_threshold: u64,
     budget: Arc<Semaphore>,
@@ -74,12 +96,49 @@ impl WriteConfig {
         WriteConfig {
             part_size,
             concurrency,
-            cache_dir,
+            journal: Arc::new(Journal::new(&cache_dir, StoreId::default())),
+            write_back: false,
+            uploads: Arc::new(Semaphore::new(UPLOADS_AT_ONCE)),
+            space: Arc::default(),
+            release_after: budget_bytes,
             copy_threshold,
             budget: Arc::new(Semaphore::new(budget_mib as usize)),
             budget_mib,
             active: Arc::default(),
         }
+    }
+
+    /// Settings for `xosfs recover`, which uploads one file: a mount's default part size,
+    /// concurrency, budget and copy threshold.
+    pub fn for_recovery(cache_dir: PathBuf, store: StoreId) -> WriteConfig {
+        WriteConfig::new(8 << 20, 8, 256 << 20, cache_dir, 5 << 30).with_store(store)
+    }
+
+    /// Records which store this mount's entries belong to.
+    pub fn with_store(mut self, store: StoreId) -> WriteConfig {
+        let dir = self.journal.dir().parent().map(PathBuf::from).unwrap_or_default();
+        self.journal = Arc::new(Journal::new(&dir, store));
+        self
+    }
+
+    /// Caps the staging disk at `limit` bytes; a stream then keeps at most a quarter of
+    /// it staged.
+    pub fn with_cache_limit(mut self, limit: Option<u64>) -> WriteConfig {
+        self.space = Arc::new(space::StagingSpace::new(limit));
+        if let Some(limit) = limit {
+            self.release_after = self.release_after.min(limit / 4);
+        }
+        self
+    }
+
+    pub fn with_write_back(mut self, on: bool) -> WriteConfig {
+        self.write_back = on;
+        self
+    }
+
+    /// A turn to upload a file a write-back close left.
+    async fn upload_slot(&self) -> OwnedSemaphorePermit {
+        self.uploads.clone().acquire_owned().await.expect("the upload semaphore is never closed")
     }
 
     /// Writer tasks still running: files open for writing, and closes still uploading.
@@ -126,16 +185,19 @@ pub enum WriteError {
 type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
 enum Command {
-    Write { offset: u64, data: Vec<u8>, reply: Reply<u32> },
+    /// At `offset`, or (`None`) at the end of the file.
+    Write { offset: Option<u64>, data: Vec<u8>, reply: Reply<u32> },
     Read { offset: u64, size: u32, reply: Reply<Bytes> },
     Truncate { size: u64, reply: Reply<()> },
     SetMeta { meta: MetaChange, reply: Reply<()> },
     Metadata { reply: Reply<std::collections::HashMap<String, String>> },
     SetMetadataEntry { key: String, value: Option<String>, reply: Reply<()> },
+    KeepBase { reply: Reply<()> },
     Discard { reply: Reply<()> },
     Rekey { key: String, base: BaseObject, reply: Reply<()> },
     CopyFrom { source: String, etag: String, size: u64, reply: Reply<Option<Uploaded>> },
     Flush { reply: Reply<Option<Uploaded>> },
+    Commit { reply: Reply<()> },
     Close { reply: Reply<Option<Uploaded>> },
 }
 
@@ -153,9 +215,17 @@ pub struct Shown {
     /// Nanoseconds since the epoch; 0 while the base's times stand.
     mtime: AtomicU64,
     ctime: AtomicU64,
+    /// Set when a write-back close's upload starts: reads are served from it meanwhile.
+    frozen: std::sync::OnceLock<contents::Frozen>,
+    /// The upload failed: every later write, flush and close of this writer fails.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Shown {
+    fn freeze(&self, frozen: contents::Frozen) {
+        let _ = self.frozen.set(frozen);
+    }
+
     fn set_times(&self, mtime: Option<SystemTime>, ctime: SystemTime) {
         let nanos = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         self.mtime.store(mtime.map_or(0, nanos), Ordering::Release);
@@ -165,34 +235,51 @@ impl Shown {
 
 impl WriterHandle {
     /// Starts the task owning a new buffer for `key`; `base` is the object its unwritten
-    /// bytes come from (`None` for a new or truncated file).
+    /// bytes come from (`None` for a new or truncated file), `expect` the version its
+    /// upload may replace.
     pub fn spawn(
         client: Arc<dyn ObjectStore>,
         cfg: Arc<WriteConfig>,
         key: String,
         opts: PutOptions,
         base: Option<BaseObject>,
+        expect: Precondition,
     ) -> WriterHandle {
         let shown = Arc::new(Shown::default());
-        let span = tracing::debug_span!("writer", key = %key);
+        let buffer = WriteBuffer::new(client, cfg.clone(), key, opts, base, expect, shown.clone());
+        WriterHandle::run(buffer, &cfg, shown)
+    }
+
+    /// Starts the task of a writer rebuilt from the journal (its daemon died).
+    pub fn spawn_recovered(
+        client: Arc<dyn ObjectStore>,
+        cfg: Arc<WriteConfig>,
+        claimed: journal::Claimed,
+    ) -> std::io::Result<WriterHandle> {
+        let shown = Arc::new(Shown::default());
+        let buffer = WriteBuffer::recovered(client, cfg.clone(), claimed, shown.clone())?;
+        Ok(WriterHandle::run(buffer, &cfg, shown))
+    }
+
+    fn run(mut buffer: WriteBuffer, cfg: &WriteConfig, shown: Arc<Shown>) -> WriterHandle {
+        let span = tracing::debug_span!("writer", key = %buffer.key());
         let active = ActiveGuard::new(&cfg.active);
-        let mut buffer = WriteBuffer::new(client, cfg, key, opts, base, shown.clone());
         let (tx, mut rx) = mpsc::channel::<Command>(16);
         tokio::spawn(
             async move {
                 let _active = active;
                 while let Some(cmd) = rx.recv().await {
                     match cmd {
-                        Command::Write { offset, data, reply } => drop(reply.send(buffer.write(offset, data).await)),
-                        Command::Read { offset, size, reply } => drop(reply.send(buffer.read(offset, size).await)),
-                        Command::Truncate { size, reply } => drop(reply.send(buffer.truncate(size).await)),
-                        Command::SetMeta { meta, reply } => {
-                            buffer.set_meta(meta);
-                            drop(reply.send(Ok(())))
-                        }
+                        Command::Write { offset, data, reply } => drop(reply.send(Box::pin(buffer.write(offset, data)).await)),
+                        Command::Read { offset, size, reply } => drop(reply.send(Box::pin(buffer.read(offset, size)).await)),
+                        Command::Truncate { size, reply } => drop(reply.send(Box::pin(buffer.truncate(size)).await)),
+                        Command::SetMeta { meta, reply } => drop(reply.send(Box::pin(buffer.set_meta(meta)).await)),
                         Command::Metadata { reply } => drop(reply.send(Ok(buffer.metadata().clone()))),
                         Command::SetMetadataEntry { key, value, reply } => {
-                            buffer.set_metadata_entry(key, value);
+                            drop(reply.send(Box::pin(buffer.set_metadata_entry(key, value)).await))
+                        }
+                        Command::KeepBase { reply } => {
+                            Box::pin(buffer.keep_base()).await;
                             drop(reply.send(Ok(())))
                         }
                         Command::Discard { reply } => {
@@ -200,22 +287,26 @@ impl WriterHandle {
                             drop(reply.send(Ok(())))
                         }
                         Command::Rekey { key, base, reply } => {
-                            buffer.rekey(key, base);
+                            buffer.rekey(key, base).await;
                             drop(reply.send(Ok(())))
                         }
                         Command::CopyFrom { source, etag, size, reply } => {
-                            drop(reply.send(buffer.copy_from(&source, &etag, size).await))
+                            drop(reply.send(Box::pin(buffer.copy_from(&source, &etag, size)).await))
                         }
-                        Command::Flush { reply } => drop(reply.send(buffer.flush().await)),
+                        Command::Flush { reply } => drop(reply.send(Box::pin(buffer.flush()).await)),
+                        Command::Commit { reply } => drop(reply.send(Box::pin(buffer.commit()).await)),
                         Command::Close { reply } => {
-                            let _ = reply.send(buffer.close().await);
+                            let _ = reply.send(Box::pin(buffer.close()).await);
                             return;
                         }
                     }
                 }
+                // (Each command's future is boxed: inline, the task would be as large as all
+                // of them together, too large for a worker's stack in unoptimized builds.)
                 // Every handle is gone without a close: the session ended (a forced
                 // unmount) while the file was open. Its data may be incomplete, so it is
-                // not stored over the object; the staging file keeps it.
+                // not stored over the object; the staging file keeps it. (A write-back
+                // close's file is complete: its entry stays for the next mount to upload.)
                 if buffer.is_dirty() {
                     buffer.abandon().await;
                 }
@@ -232,10 +323,18 @@ impl WriterHandle {
     }
 
     pub async fn write(&self, offset: u64, data: Vec<u8>) -> Result<u32, WriteError> {
-        self.ask(|reply| Command::Write { offset, data, reply }).await
+        self.ask(|reply| Command::Write { offset: Some(offset), data, reply }).await
+    }
+
+    /// Writes `data` at the end of the file (O_APPEND), wherever that is when it lands.
+    pub async fn append(&self, data: Vec<u8>) -> Result<u32, WriteError> {
+        self.ask(|reply| Command::Write { offset: None, data, reply }).await
     }
 
     pub async fn read(&self, offset: u64, size: u32) -> Result<Bytes, WriteError> {
+        if let Some(frozen) = self.shown.frozen.get() {
+            return Ok(frozen.read(offset, size).await?);
+        }
         self.ask(|reply| Command::Read { offset, size, reply }).await
     }
 
@@ -250,6 +349,9 @@ impl WriterHandle {
 
     /// The user metadata the next upload stores.
     pub async fn metadata(&self) -> Result<std::collections::HashMap<String, String>, WriteError> {
+        if let Some(frozen) = self.shown.frozen.get() {
+            return Ok(frozen.metadata().clone());
+        }
         self.ask(|reply| Command::Metadata { reply }).await
     }
 
@@ -262,6 +364,12 @@ impl WriterHandle {
     /// Uploads what is dirty; `Some` describes the stored object when anything was sent.
     pub async fn flush(&self) -> Result<Option<Uploaded>, WriteError> {
         self.ask(|reply| Command::Flush { reply }).await
+    }
+
+    /// The object is about to be replaced (a rename over the file): its bytes are kept for
+    /// the descriptors open on it.
+    pub async fn keep_base(&self) -> Result<(), WriteError> {
+        self.ask(|reply| Command::KeepBase { reply }).await
     }
 
     /// The file was unlinked while open: keep serving the open descriptors, store nothing.
@@ -278,6 +386,11 @@ impl WriterHandle {
     /// `Ok(None)` when the file already has data.
     pub async fn copy_from(&self, source: String, etag: String, size: u64) -> Result<Option<Uploaded>, WriteError> {
         self.ask(|reply| Command::CopyFrom { source, etag, size, reply }).await
+    }
+
+    /// A write-back close: durable in the journal now, uploaded at the writer's close.
+    pub async fn commit(&self) -> Result<(), WriteError> {
+        self.ask(|reply| Command::Commit { reply }).await
     }
 
     /// Flushes and ends the task.
@@ -303,6 +416,11 @@ impl WriterHandle {
             (0, _) => None,
             (mtime, ctime) => Some((at(mtime), at(ctime))),
         }
+    }
+
+    /// Whether an upload of this writer failed (then a new open needs a new writer).
+    pub fn has_failed(&self) -> bool {
+        self.shown.failed.load(Ordering::Acquire)
     }
 
     pub fn same(&self, other: &WriterHandle) -> bool {

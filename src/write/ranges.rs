@@ -37,6 +37,30 @@ impl RangeSet {
         }
     }
 
+    /// Takes `r` out of the set.
+    pub fn remove(&mut self, r: Range<u64>) {
+        if r.is_empty() {
+            return;
+        }
+        let first = self.spans.range(..=r.start).next_back().map_or(r.start, |(s, _)| *s);
+        let cut: Vec<(u64, u64)> =
+            self.spans.range(first..r.end).filter(|(_, e)| **e > r.start).map(|(s, e)| (*s, *e)).collect();
+        for (s, e) in cut {
+            self.spans.remove(&s);
+            if s < r.start {
+                self.spans.insert(s, r.start);
+            }
+            if e > r.end {
+                self.spans.insert(r.end, e);
+            }
+        }
+    }
+
+    /// Bytes in the set within `r`.
+    pub fn covered(&self, r: Range<u64>) -> u64 {
+        self.pieces(r).iter().filter(|(_, held)| *held).map(|(p, _)| p.end - p.start).sum()
+    }
+
     pub fn clear(&mut self) {
         self.spans.clear();
     }
@@ -112,6 +136,18 @@ mod tests {
         assert_eq!(s, set(&[0..10, 20..25]));
         s.truncate(5);
         assert_eq!(s, one(0..5));
+    }
+
+    #[test]
+    fn remove_cuts_a_hole() {
+        let mut s = set(&[0..10, 20..30]);
+        s.remove(5..25);
+        assert_eq!(s, set(&[0..5, 25..30]));
+        s.remove(0..100);
+        assert!(s.is_empty());
+        let mut s = one(0..10);
+        s.remove(3..4);
+        assert_eq!((s.covered(0..10), s.covered(2..5)), (9, 2));
     }
 
     #[test]

@@ -1,47 +1,133 @@
-//! The staging file: a sparse local copy of a file being written, in the cache directory.
-//! Its I/O runs on tokio's blocking pool, never on the runtime's worker threads.
+//! The staging file: a sparse local copy of a file being written, with its journal entry
+//! ([`super::journal`]): every write and truncate is logged before it is acknowledged, and
+//! the record follows the file's state. I/O runs on tokio's blocking pool, never on the
+//! runtime's worker threads.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use super::journal::{append, create_entry, save_record, Journal, LogOp, Record};
+use super::space::StagingSpace;
 
 pub struct StagingFile {
+    journal: Arc<Journal>,
+    id: String,
     file: Arc<File>,
-    path: PathBuf,
-    /// Set when an upload failed: the file then outlives the handle, holding the data.
-    keep: bool,
+    log: Arc<File>,
+    /// Set when the entry must outlive the handle (its data is not stored).
+    keep: AtomicBool,
+    space: Arc<StagingSpace>,
+    /// Room taken from `space`, given back when the entry goes.
+    charged: AtomicU64,
 }
 
 impl StagingFile {
-    /// A new empty staging file for `key` in `dir` (made if missing, mode 0700).
-    pub fn create(dir: &Path, key: &str) -> std::io::Result<StagingFile> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-        let base: String = key
-            .rsplit('/')
-            .next()
-            .unwrap_or("file")
-            .chars()
-            .map(|c| if c.is_alphanumeric() || ".-_".contains(c) { c } else { '_' })
-            .take(80)
-            .collect();
-        let name = format!("{}-{}-{base}", std::process::id(), NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let path = dir.join(name);
-        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&path)?;
-        Ok(StagingFile { file: Arc::new(file), path, keep: false })
+    /// A new entry for `record`'s file, starting from `begin` (a [`LogOp::Begin`]); its
+    /// record is written, not yet durable.
+    pub fn create(
+        journal: &Arc<Journal>,
+        space: &Arc<StagingSpace>,
+        record: &Record,
+        begin: LogOp,
+    ) -> std::io::Result<StagingFile> {
+        let (id, file, log) = create_entry(journal, &record.key)?;
+        let staging = StagingFile::new(journal, space, id, file, log);
+        append(&staging.log, begin)?;
+        save_record(&staging.journal.path(&staging.id, "json"), record, false)?;
+        Ok(staging)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Entry `id` of a writer that died, its (locked) data file `data`, taken over to
+    /// finish its upload.
+    pub fn adopt(
+        journal: &Arc<Journal>,
+        space: &Arc<StagingSpace>,
+        id: String,
+        data: File,
+    ) -> std::io::Result<StagingFile> {
+        let log = std::fs::OpenOptions::new().append(true).open(journal.path(&id, "log"))?;
+        let staging = StagingFile::new(journal, space, id, data, log);
+        // What it holds counts against the limit like any staging file's bytes.
+        let held = staging.file.metadata().map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0);
+        if staging.space.try_take(held) {
+            staging.charged.store(held, Ordering::Release);
+        }
+        Ok(staging)
     }
 
-    pub async fn write_at(&self, offset: u64, data: Vec<u8>) -> std::io::Result<()> {
+    fn new(journal: &Arc<Journal>, space: &Arc<StagingSpace>, id: String, file: File, log: File) -> StagingFile {
+        StagingFile {
+            journal: journal.clone(),
+            id,
+            file: Arc::new(file),
+            log: Arc::new(log),
+            keep: AtomicBool::new(false),
+            space: space.clone(),
+            charged: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `bytes` of room for data about to be staged; false when there is none.
+    pub fn take_room(&self, bytes: u64) -> bool {
+        let taken = self.space.try_take(bytes);
+        if taken {
+            self.charged.fetch_add(bytes, Ordering::AcqRel);
+        }
+        taken
+    }
+
+    /// Gives back room of bytes no longer staged (truncated away).
+    pub fn give_room(&self, bytes: u64) {
+        let given = self
+            .charged
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c.saturating_sub(bytes)))
+            .map_or(0, |before| before.min(bytes));
+        self.space.give(given);
+    }
+
+    /// Frees the disk under `r` (its bytes are stored in the upload now) and gives the
+    /// room back.
+    pub async fn release(&self, r: Range<u64>) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
         let file = self.file.clone();
-        blocking(move || file.write_all_at(&data, offset)).await
+        let (offset, len) = (r.start, r.end - r.start);
+        blocking(move || {
+            // SAFETY: fallocate on a descriptor we own; no memory is passed.
+            let rc = unsafe {
+                libc::fallocate(
+                    file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    offset as libc::off_t,
+                    len as libc::off_t,
+                )
+            };
+            match rc {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        })
+        .await?;
+        self.give_room(len);
+        Ok(())
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.journal.path(&self.id, "data")
+    }
+
+    /// Writes `data` at `offset`: a change (`changed`), or bytes of the base held here.
+    pub async fn write_at(&self, offset: u64, data: bytes::Bytes, changed: bool) -> std::io::Result<()> {
+        let (file, log) = (self.file.clone(), self.log.clone());
+        blocking(move || {
+            file.write_all_at(&data, offset)?;
+            let len = data.len() as u64;
+            append(&log, if changed { LogOp::Write { offset, len } } else { LogOp::Held { offset, len } })
+        })
+        .await
     }
 
     /// Reads `len` bytes at `offset`; a hole or the end of the file reads as zeros.
@@ -62,20 +148,46 @@ impl StagingFile {
     }
 
     pub async fn set_len(&self, len: u64) -> std::io::Result<()> {
-        let file = self.file.clone();
-        blocking(move || file.set_len(len)).await
+        let (file, log) = (self.file.clone(), self.log.clone());
+        blocking(move || {
+            file.set_len(len)?;
+            append(&log, LogOp::Truncate { size: len })
+        })
+        .await
     }
 
-    /// Keeps the file after the handle is gone (its data could not be uploaded).
-    pub fn keep(&mut self) {
-        self.keep = true;
+    /// Logs a change that is not a write (an upload that stored everything, new
+    /// attributes).
+    pub async fn note(&self, op: LogOp) -> std::io::Result<()> {
+        let log = self.log.clone();
+        blocking(move || append(&log, op)).await
+    }
+
+    /// Replaces the entry's record; `durable` first makes the data and log durable, then
+    /// the record: what a reboot finds is what the record says.
+    pub async fn save(&self, record: Record, durable: bool) -> std::io::Result<()> {
+        let (file, log, path) = (self.file.clone(), self.log.clone(), self.journal.path(&self.id, "json"));
+        blocking(move || {
+            if durable {
+                file.sync_data()?;
+                log.sync_data()?;
+            }
+            save_record(&path, &record, durable)
+        })
+        .await
+    }
+
+    /// Keeps the entry after the handle is gone (its data is not stored).
+    pub fn keep(&self) {
+        self.keep.store(true, Ordering::Release);
     }
 }
 
 impl Drop for StagingFile {
     fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
+        self.space.give(self.charged.load(Ordering::Acquire));
+        if !self.keep.load(Ordering::Acquire) {
+            self.journal.remove(&self.id);
         }
     }
 }
@@ -86,29 +198,61 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Se
 
 #[cfg(test)]
 mod tests {
+    use super::super::journal::{State, StoreId};
     use super::*;
 
-    #[tokio::test]
-    async fn holes_read_as_zeros_and_drop_removes_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = StagingFile::create(dir.path(), "a/b/movie.mp4").unwrap();
-        assert!(f.path().file_name().unwrap().to_str().unwrap().ends_with("movie.mp4"));
-        f.write_at(10, b"abc".to_vec()).await.unwrap();
-        assert_eq!(f.read_at(8, 8).await.unwrap(), b"\0\0abc\0\0\0");
-        f.set_len(11).await.unwrap();
-        assert_eq!(f.read_at(8, 8).await.unwrap(), b"\0\0a\0\0\0\0\0");
-        let path = f.path().to_path_buf();
-        drop(f);
-        assert!(!path.exists());
+    fn record(key: &str) -> Record {
+        Record {
+            store: StoreId::default(),
+            key: key.into(),
+            state: State::Open,
+            expect: Default::default(),
+            base_etag: None,
+            base_size: None,
+            opts: Default::default(),
+            mtime: None,
+            upload_id: None,
+            released: Vec::new(),
+            error: None,
+            updated: 0,
+        }
     }
 
     #[tokio::test]
-    async fn kept_file_survives() {
+    async fn holes_read_as_zeros_changes_are_logged_and_drop_removes_the_entry() {
         let dir = tempfile::tempdir().unwrap();
-        let mut f = StagingFile::create(dir.path(), "k").unwrap();
-        f.keep();
-        let path = f.path().to_path_buf();
+        let journal = Arc::new(Journal::new(dir.path(), StoreId::default()));
+        let space = Arc::new(StagingSpace::new(Some(1 << 20)));
+        let f = StagingFile::create(&journal, &space, &record("a/b/movie.mp4"), LogOp::Stored).unwrap();
+        assert!(f.path().file_name().unwrap().to_str().unwrap().ends_with("movie.mp4.data"));
+        f.write_at(10, bytes::Bytes::from_static(b"abc"), true).await.unwrap();
+        assert_eq!(f.read_at(8, 8).await.unwrap(), b"\0\0abc\0\0\0");
+        f.set_len(11).await.unwrap();
+        assert_eq!(f.read_at(8, 8).await.unwrap(), b"\0\0a\0\0\0\0\0");
+        let id = f.id.clone();
+        assert_eq!(std::fs::read_to_string(journal.path(&id, "log")).unwrap(), "s\nw 10 3\nt 11\n");
+        assert!(f.take_room(1000));
+        assert_eq!(space.used(), 1000);
+        f.release(0..8192).await.unwrap();
+        assert_eq!(space.used(), 0, "released room is given back");
+        assert!(f.take_room(500));
         drop(f);
-        assert!(path.exists());
+        assert_eq!(space.used(), 0, "a dropped entry gives back what it held");
+        let left: Vec<_> = std::fs::read_dir(journal.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["reserve"], "data, log and record removed; the disk reserve stays");
+    }
+
+    #[tokio::test]
+    async fn a_kept_entry_survives_and_can_be_claimed_once_its_writer_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::new(dir.path(), StoreId::default()));
+        let f = StagingFile::create(&journal, &Arc::default(), &record("k"), LogOp::Stored).unwrap();
+        f.write_at(0, bytes::Bytes::from_static(b"data"), true).await.unwrap();
+        f.save(Record { state: State::Closed, ..record("k") }, true).await.unwrap();
+        f.keep();
+        let id = f.id.clone();
+        drop(f);
+        let claimed = journal.claim(&id).unwrap().unwrap();
+        assert_eq!((claimed.record.state, claimed.ops.as_slice()), (State::Closed, &[LogOp::Stored, LogOp::Write { offset: 0, len: 4 }][..]));
     }
 }

@@ -12,8 +12,9 @@ use tokio::task::JoinSet;
 use tracing::warn;
 
 use super::parts::{MAX_PART, MAX_PARTS, MIN_PART};
+use super::conflict::write_if;
 use super::WriteConfig;
-use crate::store::{CompletedPart, ErrorKind, ObjectError, ObjectStore, PutOptions};
+use crate::store::{multipart_etag, CompletedPart, ErrorKind, ObjectError, ObjectStore, Precondition, PutOptions};
 
 /// The largest object CopyObject copies in one request.
 pub const MAX_SINGLE_COPY: u64 = 5 << 30;
@@ -39,7 +40,7 @@ pub async fn multipart_copy(
             return Err(e);
         }
     }
-    queue.complete(number).await
+    queue.complete(number, &Precondition::None).await
 }
 
 pub struct UploadQueue {
@@ -49,6 +50,9 @@ pub struct UploadQueue {
     tasks: JoinSet<Result<CompletedPart, ObjectError>>,
     parts: BTreeMap<i32, CompletedPart>,
     slots: Arc<Semaphore>,
+    /// Some parts are the only copy of their bytes: a failure keeps the upload (for a
+    /// later try) instead of aborting it.
+    pinned: bool,
 }
 
 impl UploadQueue {
@@ -66,7 +70,54 @@ impl UploadQueue {
             tasks: JoinSet::new(),
             parts: BTreeMap::new(),
             slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            pinned: false,
         })
+    }
+
+    /// Takes up upload `upload_id` of `key` again, whose parts `stored` are in the store
+    /// (a writer that died released their bytes).
+    pub fn resume(
+        client: Arc<dyn ObjectStore>,
+        key: &str,
+        upload_id: &str,
+        stored: &[CompletedPart],
+        concurrency: usize,
+    ) -> UploadQueue {
+        UploadQueue {
+            client,
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            tasks: JoinSet::new(),
+            parts: stored.iter().map(|p| (p.number, p.clone())).collect(),
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            pinned: false,
+        }
+    }
+
+    pub fn pin(&mut self) {
+        self.pinned = true;
+    }
+
+    pub fn is_pinned(&self) -> bool {
+        self.pinned
+    }
+
+    pub fn id(&self) -> &str {
+        &self.upload_id
+    }
+
+    /// The parts stored so far.
+    pub fn stored(&mut self) -> Result<Vec<CompletedPart>, ObjectError> {
+        self.reap()?;
+        Ok(self.parts.values().cloned().collect())
+    }
+
+    /// Stops every part in flight and leaves the upload for later (the parts stored are
+    /// the only copy of some bytes); returns its id.
+    pub async fn keep(mut self) -> String {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        self.upload_id
     }
 
     /// Sends part `number`; waits for a free upload slot first. `budget` is the memory the
@@ -140,29 +191,44 @@ impl UploadQueue {
         Ok(())
     }
 
-    /// Waits for all parts and makes parts 1..=`last` the object; returns its ETag. On
-    /// failure the upload is aborted, so none is left behind. Parts past `last` were cut
-    /// off by a truncate and are left out.
-    pub async fn complete(mut self, last: i32) -> Result<Option<String>, ObjectError> {
+    /// Waits for all parts and makes parts 1..=`last` the object, if `condition` holds;
+    /// returns its ETag. On failure the upload is aborted, so none is left behind. Parts
+    /// past `last` were cut off by a truncate and are left out.
+    pub async fn complete(mut self, last: i32, condition: &Precondition) -> Result<Option<String>, ObjectError> {
         let result = match self.drain().await {
             Ok(()) => {
                 let parts: Vec<CompletedPart> = self.parts.range(..=last).map(|(_, p)| p.clone()).collect();
-                self.client.complete_multipart_upload(&self.key, &self.upload_id, &parts).await
+                let (client, key, id) = (&*self.client, self.key.as_str(), self.upload_id.as_str());
+                let ours = multipart_etag(&parts);
+                write_if(client, key, condition, ours.as_deref(), |c| {
+                    let parts = &parts;
+                    async move { client.complete_multipart_upload_if(key, id, parts, &c).await }
+                })
+                .await
             }
             Err(e) => Err(e),
         };
         if result.is_err() {
-            self.abort().await;
+            if self.pinned {
+                self.keep().await;
+            } else {
+                self.abort().await;
+            }
         }
         result
     }
 
-    /// Stops every part in flight and aborts the upload at the store.
-    pub async fn abort(mut self) {
+    /// Stops every part in flight and aborts the upload at the store; false when the
+    /// store did not abort it.
+    pub async fn abort(mut self) -> bool {
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
-        if let Err(e) = self.client.abort_multipart_upload(&self.key, &self.upload_id).await {
-            warn!(key = %self.key, upload_id = %self.upload_id, "could not abort the multipart upload: {e}; it stays listed in ListMultipartUploads until aborted");
+        match self.client.abort_multipart_upload(&self.key, &self.upload_id).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(key = %self.key, upload_id = %self.upload_id, "could not abort the multipart upload: {e}; it stays listed in ListMultipartUploads until aborted");
+                false
+            }
         }
     }
 }

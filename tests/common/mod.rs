@@ -148,7 +148,18 @@ impl Server {
 
     /// Mounts `spec` (BUCKET[:/PREFIX]) in the foreground as a child process.
     pub fn mount_spec(&self, spec: &str, extra: &[&str]) -> Mount {
+        self.mount_inner(spec, None, extra)
+    }
+
+    /// Mounts the bucket with the cache directory `cache`, which outlives the mount (as a
+    /// machine's does a crash).
+    pub fn mount_with_cache(&self, cache: &Path, extra: &[&str]) -> Mount {
+        self.mount_inner(BUCKET, Some(cache), extra)
+    }
+
+    fn mount_inner(&self, spec: &str, cache: Option<&Path>, extra: &[&str]) -> Mount {
         let dir = tempfile::tempdir().unwrap();
+        let cache = cache.map_or_else(|| dir.path().join("cache"), Path::to_path_buf);
         let mountpoint = dir.path().join("mnt");
         std::fs::create_dir(&mountpoint).unwrap();
         let log = dir.path().join("xosfs.log");
@@ -158,7 +169,7 @@ impl Server {
             .arg(&mountpoint)
             .arg("--foreground")
             .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
+            .arg(cache)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -199,6 +210,16 @@ impl Mount {
             assert!(Instant::now() < deadline, "xosfs did not mount within 60 s:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Kills the daemon with SIGKILL (as the OOM killer would), then detaches its dead
+    /// mount as an administrator would.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        force_unmount(&self.mountpoint);
+        assert!(!is_mounted(&self.mountpoint), "the dead mount is still attached");
     }
 
     /// Unmounts with SIGTERM, as a user's Ctrl-C or systemd stop would; returns the exit status.
