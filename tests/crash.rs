@@ -217,7 +217,8 @@ fn two_mounts_appending_to_one_file_lose_no_append_silently() {
         (0..20)
             .map(|i| {
                 let line = format!("{who}{i:02}\n");
-                let step = |what: &'static str| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
+                let step =
+                    |what: &'static str| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
                 let result = std::fs::OpenOptions::new()
                     .append(true)
                     .open(&path)

@@ -380,7 +380,8 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             match (existing, w.lookup(name).await) {
                 (Some(file), Ok(attr)) => {
                     let truncate = truncate && writes;
-                    let opened = w.fs.open(attr.ino, writes, truncate, false, pid).await.map_err(|e| format!("open: {e}"))?;
+                    let opened =
+                        w.fs.open(attr.ino, writes, truncate, false, pid).await.map_err(|e| format!("open: {e}"))?;
                     let joined = m.writer_of(file).is_some();
                     let f = &mut m.files[file];
                     // A new writer over O_TRUNC starts empty; a joined one is truncated
@@ -724,7 +725,8 @@ async fn check(w: &mut World, m: &Model) -> Result<(), String> {
                 file.mode
             ));
         }
-        let opened = w.fs.open(attr.ino, false, false, false, pid).await.map_err(|e| format!("open {name} to check: {e}"))?;
+        let opened =
+            w.fs.open(attr.ino, false, false, false, pid).await.map_err(|e| format!("open {name} to check: {e}"))?;
         let got = w.fs.read(opened.fh, 0, file.content.len() as u32 + 1).await;
         w.fs.release(opened.fh).await.map_err(|e| format!("release: {e}"))?;
         let got = got.map_err(|e| format!("read {name} to check: {e}"))?;

@@ -23,8 +23,8 @@ use error::{malformed, sdk_error};
 
 use crate::config::{ListVersion, S3Config};
 use crate::store::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition, PutOptions,
-    UnfinishedUpload, UploadMarker, UploadPage,
+    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition,
+    PutOptions, UnfinishedUpload, UploadMarker, UploadPage,
 };
 
 pub struct S3Store {
@@ -100,7 +100,8 @@ impl S3Store {
             Err(e) if e.kind == ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
-        let refused = |kind| ObjectError::new(kind, op, key).with_message("the object is not the version the write expected");
+        let refused =
+            |kind| ObjectError::new(kind, op, key).with_message("the object is not the version the write expected");
         match (condition, current) {
             (Precondition::Absent, Some(_)) => Err(refused(ErrorKind::PreconditionFailed)),
             (Precondition::Matches(_), None) => Err(refused(ErrorKind::NotFound)),

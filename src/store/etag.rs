@@ -51,10 +51,8 @@ mod tests {
 
     #[test]
     fn a_multipart_etag_is_the_md5_of_the_part_digests() {
-        let parts = [
-            CompletedPart { number: 1, etag: put_etag(b"one") },
-            CompletedPart { number: 2, etag: put_etag(b"two") },
-        ];
+        let parts =
+            [CompletedPart { number: 1, etag: put_etag(b"one") }, CompletedPart { number: 2, etag: put_etag(b"two") }];
         let mut digests = md5(b"one").to_vec();
         digests.extend_from_slice(&md5(b"two"));
         assert_eq!(multipart_etag(&parts), Some(format!("\"{}-2\"", hex(&md5(&digests)))));

@@ -13,8 +13,8 @@ use futures_util::stream::{self, StreamExt};
 use parking_lot::Mutex;
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
-    UploadPage,
+    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
+    UploadMarker, UploadPage,
 };
 
 const GET_OBJECT: &str = "GetObject";

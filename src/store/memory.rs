@@ -8,15 +8,15 @@ use std::ops::{Bound, Range};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::etag::{hex, md5, quoted_etag, same_etag};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures_util::stream::{self, StreamExt};
-use super::etag::{hex, md5, quoted_etag, same_etag};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition, PutOptions,
-    UnfinishedUpload, UploadMarker, UploadPage,
+    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition,
+    PutOptions, UnfinishedUpload, UploadMarker, UploadPage,
 };
 
 /// S3's smallest part, the last one excepted.

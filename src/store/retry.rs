@@ -17,7 +17,8 @@ use bytes::Bytes;
 use tracing::debug;
 
 use super::{
-    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker, UploadPage,
+    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
+    UploadPage,
 };
 
 /// How often and how patiently to retry.

@@ -65,7 +65,10 @@ enum UploadError {
     Store(ObjectError),
     /// The object changed elsewhere since it was read; `body` is the whole file when it
     /// was sent in one PUT.
-    Conflict { cause: ObjectError, body: Option<Bytes> },
+    Conflict {
+        cause: ObjectError,
+        body: Option<Bytes>,
+    },
 }
 
 impl From<ObjectError> for UploadError {
@@ -821,7 +824,9 @@ impl WriteBuffer {
         })
         .await;
         match sent {
-            Err(cause) if cause.kind == ErrorKind::PreconditionFailed => Err(UploadError::Conflict { cause, body: Some(body) }),
+            Err(cause) if cause.kind == ErrorKind::PreconditionFailed => {
+                Err(UploadError::Conflict { cause, body: Some(body) })
+            }
             other => Ok(other?),
         }
     }
@@ -846,7 +851,9 @@ impl WriteBuffer {
             self.lingering = Some(id);
         }
         match result {
-            Err(cause) if cause.kind == ErrorKind::PreconditionFailed => Err(UploadError::Conflict { cause, body: None }),
+            Err(cause) if cause.kind == ErrorKind::PreconditionFailed => {
+                Err(UploadError::Conflict { cause, body: None })
+            }
             other => Ok(other?),
         }
     }
@@ -862,7 +869,9 @@ impl WriteBuffer {
         for attempt in 2..10 {
             let stored = self.store_as_conflict(&name, body.clone()).await;
             match stored {
-                Err(e) if e.kind == ErrorKind::PreconditionFailed => name = format!("{}-{attempt}", conflict_key(&original, at)),
+                Err(e) if e.kind == ErrorKind::PreconditionFailed => {
+                    name = format!("{}-{attempt}", conflict_key(&original, at))
+                }
                 _ => return self.conflict_error(cause, &name, stored),
             }
         }

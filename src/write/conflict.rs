@@ -62,7 +62,11 @@ fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-    let name = if ok { String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned() } else { String::new() };
+    let name = if ok {
+        String::from_utf8_lossy(&buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)]).into_owned()
+    } else {
+        String::new()
+    };
     let name: String = name.chars().filter(|c| c.is_alphanumeric() || "-_.".contains(*c)).collect();
     if name.is_empty() {
         "localhost".into()

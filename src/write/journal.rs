@@ -89,11 +89,23 @@ pub struct Record {
 pub enum LogOp {
     /// The state the entry starts from (at creation, or after a server-side copy made
     /// the file anew).
-    Begin { size: u64, base_limit: u64, must_upload: bool },
-    Write { offset: u64, len: u64 },
+    Begin {
+        size: u64,
+        base_limit: u64,
+        must_upload: bool,
+    },
+    Write {
+        offset: u64,
+        len: u64,
+    },
     /// Bytes of the base copied into the staging file: held, not changed.
-    Held { offset: u64, len: u64 },
-    Truncate { size: u64 },
+    Held {
+        offset: u64,
+        len: u64,
+    },
+    Truncate {
+        size: u64,
+    },
     /// An upload stored everything before this line.
     Stored,
     /// Attributes changed: the file must be uploaded even with no data changed.
@@ -103,7 +115,9 @@ pub enum LogOp {
 impl LogOp {
     fn line(self) -> String {
         match self {
-            LogOp::Begin { size, base_limit, must_upload } => format!("b {size} {base_limit} {}\n", u8::from(must_upload)),
+            LogOp::Begin { size, base_limit, must_upload } => {
+                format!("b {size} {base_limit} {}\n", u8::from(must_upload))
+            }
             LogOp::Write { offset, len } => format!("w {offset} {len}\n"),
             LogOp::Held { offset, len } => format!("h {offset} {len}\n"),
             LogOp::Truncate { size } => format!("t {size}\n"),
@@ -272,9 +286,7 @@ pub fn create_entry(journal: &Journal, key: &str) -> std::io::Result<(String, Fi
         .take(60)
         .collect();
     let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let open = |path: &Path| {
-        std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path)
-    };
+    let open = |path: &Path| std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path);
     loop {
         let id = format!("{}-{}-{:08x}-{base}", now.as_secs(), std::process::id(), rand::random::<u32>());
         let data = match open(&journal.path(&id, "data")) {

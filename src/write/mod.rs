@@ -186,19 +186,58 @@ type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
 enum Command {
     /// At `offset`, or (`None`) at the end of the file.
-    Write { offset: Option<u64>, data: Vec<u8>, reply: Reply<u32> },
-    Read { offset: u64, size: u32, reply: Reply<Bytes> },
-    Truncate { size: u64, reply: Reply<()> },
-    SetMeta { meta: MetaChange, reply: Reply<()> },
-    Metadata { reply: Reply<std::collections::HashMap<String, String>> },
-    SetMetadataEntry { key: String, value: Option<String>, reply: Reply<()> },
-    KeepBase { reply: Reply<()> },
-    Discard { reply: Reply<()> },
-    Rekey { key: String, base: BaseObject, reply: Reply<()> },
-    CopyFrom { source: String, etag: String, size: u64, reply: Reply<Option<Uploaded>> },
-    Flush { reply: Reply<Option<Uploaded>> },
-    Commit { reply: Reply<()> },
-    Close { reply: Reply<Option<Uploaded>> },
+    Write {
+        offset: Option<u64>,
+        data: Vec<u8>,
+        reply: Reply<u32>,
+    },
+    Read {
+        offset: u64,
+        size: u32,
+        reply: Reply<Bytes>,
+    },
+    Truncate {
+        size: u64,
+        reply: Reply<()>,
+    },
+    SetMeta {
+        meta: MetaChange,
+        reply: Reply<()>,
+    },
+    Metadata {
+        reply: Reply<std::collections::HashMap<String, String>>,
+    },
+    SetMetadataEntry {
+        key: String,
+        value: Option<String>,
+        reply: Reply<()>,
+    },
+    KeepBase {
+        reply: Reply<()>,
+    },
+    Discard {
+        reply: Reply<()>,
+    },
+    Rekey {
+        key: String,
+        base: BaseObject,
+        reply: Reply<()>,
+    },
+    CopyFrom {
+        source: String,
+        etag: String,
+        size: u64,
+        reply: Reply<Option<Uploaded>>,
+    },
+    Flush {
+        reply: Reply<Option<Uploaded>>,
+    },
+    Commit {
+        reply: Reply<()>,
+    },
+    Close {
+        reply: Reply<Option<Uploaded>>,
+    },
 }
 
 /// The way to one file's [`WriteBuffer`] task. Cheap to clone.
@@ -270,8 +309,12 @@ impl WriterHandle {
                 let _active = active;
                 while let Some(cmd) = rx.recv().await {
                     match cmd {
-                        Command::Write { offset, data, reply } => drop(reply.send(Box::pin(buffer.write(offset, data)).await)),
-                        Command::Read { offset, size, reply } => drop(reply.send(Box::pin(buffer.read(offset, size)).await)),
+                        Command::Write { offset, data, reply } => {
+                            drop(reply.send(Box::pin(buffer.write(offset, data)).await))
+                        }
+                        Command::Read { offset, size, reply } => {
+                            drop(reply.send(Box::pin(buffer.read(offset, size)).await))
+                        }
                         Command::Truncate { size, reply } => drop(reply.send(Box::pin(buffer.truncate(size)).await)),
                         Command::SetMeta { meta, reply } => drop(reply.send(Box::pin(buffer.set_meta(meta)).await)),
                         Command::Metadata { reply } => drop(reply.send(Ok(buffer.metadata().clone()))),

@@ -4,9 +4,9 @@
 //! runtime's worker threads.
 
 use std::fs::File;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -253,6 +253,9 @@ mod tests {
         let id = f.id.clone();
         drop(f);
         let claimed = journal.claim(&id).unwrap().unwrap();
-        assert_eq!((claimed.record.state, claimed.ops.as_slice()), (State::Closed, &[LogOp::Stored, LogOp::Write { offset: 0, len: 4 }][..]));
+        assert_eq!(
+            (claimed.record.state, claimed.ops.as_slice()),
+            (State::Closed, &[LogOp::Stored, LogOp::Write { offset: 0, len: 4 }][..])
+        );
     }
 }

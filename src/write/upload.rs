@@ -11,8 +11,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::warn;
 
-use super::parts::{MAX_PART, MAX_PARTS, MIN_PART};
 use super::conflict::write_if;
+use super::parts::{MAX_PART, MAX_PARTS, MIN_PART};
 use super::WriteConfig;
 use crate::store::{multipart_etag, CompletedPart, ErrorKind, ObjectError, ObjectStore, Precondition, PutOptions};
 
