@@ -134,8 +134,17 @@ fn kill_9_mid_stream_keeps_the_old_object_and_the_partial_file_for_recover() {
     let mut mount = server.mount_with_cache(&cache, &["--part-size", "5M"]);
     let path = mount.join("video.mp4");
     // A writer that streams 12 MiB over the file and keeps it open.
-    let script = format!("exec 3>'{}'; head -c {} /dev/zero | tr '\\0' 'v' >&3; sleep 600", path.display(), 12 << 20);
-    let mut writer = Command::new("sh").arg("-c").arg(script).spawn().unwrap();
+    // `exec sleep`: killing the shell then kills the process holding the file (a forked
+    // sleep would outlive it, holding the test's output open).
+    let script =
+        format!("exec 3>'{}'; head -c {} /dev/zero | tr '\\0' 'v' >&3; exec sleep 600", path.display(), 12 << 20);
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0) < 12 << 20 {
         assert!(Instant::now() < deadline, "the writer did not write 12 MiB");
