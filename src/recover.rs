@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::store::ObjectStore;
 use crate::write::journal::{age, has_unsaved, Found, Journal, State};
+use crate::write::recovery::abort_interrupted_upload;
 use crate::write::{WriteConfig, WriteError, WriterHandle};
 
 /// One line per entry: state, size held, age, bucket and key, and why it is kept.
@@ -67,10 +68,8 @@ pub async fn publish(client: Arc<dyn ObjectStore>, cfg: Arc<WriteConfig>, id: &s
         return Ok(format!("{key}: nothing to publish, the store has everything it held; removed"));
     }
     if claimed.record.released.is_empty() {
-        if let Some(upload) = claimed.record.upload_id.take() {
-            // An interrupted upload cannot be finished safely; the file is sent again.
-            let _ = client.abort_multipart_upload(&key, &upload).await;
-        }
+        // An interrupted upload cannot be finished safely; the file is sent again.
+        abort_interrupted_upload(&*client, &mut claimed.record).await;
     }
     let writer = WriterHandle::spawn_recovered(client, cfg, claimed).map_err(|e| e.to_string())?;
     match writer.close().await {

@@ -219,7 +219,7 @@ impl Journal {
                 Ok(f) => !try_lock(&f),
                 Err(_) => false,
             };
-            let staged = std::fs::metadata(&data).map(|m| blocks_bytes(&m)).unwrap_or(0);
+            let staged = std::fs::metadata(&data).map(|m| disk_bytes(&m)).unwrap_or(0);
             found.push(Found { id: id.to_string(), record, live, staged });
         }
         found.sort_by(|a, b| (a.record.updated, &a.id).cmp(&(b.record.updated, &b.id)));
@@ -335,7 +335,7 @@ fn try_lock(file: &File) -> bool {
 }
 
 /// The disk space a (sparse) file takes.
-fn blocks_bytes(meta: &std::fs::Metadata) -> u64 {
+pub(super) fn disk_bytes(meta: &std::fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
     meta.blocks() * 512
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use super::journal::{age, has_unsaved, save_record, Claimed, Found, State};
+use super::journal::{age, has_unsaved, save_record, Claimed, Found, Record, State};
 use super::{WriteConfig, WriteError, WriterHandle};
 use crate::store::ObjectStore;
 
@@ -110,6 +110,15 @@ enum Settled {
     Busy,
 }
 
+/// Aborts the multipart upload a dead writer's record names, and forgets it.
+pub async fn abort_interrupted_upload(client: &dyn ObjectStore, record: &mut Record) {
+    if let Some(id) = record.upload_id.take() {
+        if let Err(e) = client.abort_multipart_upload(&record.key, &id).await {
+            warn!(key = %record.key, upload_id = %id, "cannot abort the interrupted upload: {e}");
+        }
+    }
+}
+
 async fn settle(client: &Arc<dyn ObjectStore>, cfg: &Arc<WriteConfig>, found: Found, keep_failed: Duration) -> Settled {
     let journal = &cfg.journal;
     let mut claimed = match journal.claim(&found.id) {
@@ -131,11 +140,7 @@ async fn settle(client: &Arc<dyn ObjectStore>, cfg: &Arc<WriteConfig>, found: Fo
     // file, unless some of its parts are the only copy of their bytes (released from the
     // staging file): then it is finished, and kept until then.
     if dropped || claimed.record.released.is_empty() {
-        if let Some(id) = claimed.record.upload_id.take() {
-            if let Err(e) = client.abort_multipart_upload(&claimed.record.key, &id).await {
-                warn!(key = %claimed.record.key, upload_id = %id, "cannot abort the interrupted upload: {e}");
-            }
-        }
+        abort_interrupted_upload(&**client, &mut claimed.record).await;
     }
     let drop_entry = |claimed: Claimed| {
         journal.remove(&claimed.id);

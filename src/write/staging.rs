@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::journal::{append, create_entry, save_record, Journal, LogOp, Record};
+use super::journal::{append, create_entry, disk_bytes, save_record, Journal, LogOp, Record};
 use super::space::StagingSpace;
 
 pub struct StagingFile {
@@ -52,7 +52,7 @@ impl StagingFile {
         let log = std::fs::OpenOptions::new().append(true).open(journal.path(&id, "log"))?;
         let staging = StagingFile::new(journal, space, id, data, log);
         // What it holds counts against the limit like any staging file's bytes.
-        let held = staging.file.metadata().map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512).unwrap_or(0);
+        let held = staging.file.metadata().map(|m| disk_bytes(&m)).unwrap_or(0);
         if staging.space.try_take(held) {
             staging.charged.store(held, Ordering::Release);
         }
