@@ -394,6 +394,11 @@ impl Filesystem for FuseAdapter {
         let Some(name) = name.to_str().map(str::to_string) else {
             return reply.error(Errno::ENODATA);
         };
+        // Answered on the session thread: a trip through the runtime would double the
+        // cost of the two such requests `ls -l` makes per file.
+        if Fs::never_has_xattr(&name) {
+            return reply.error(errno(FsError::NoAttribute));
+        }
         self.spawn("getxattr", ino, move |fs, _| async move {
             match fs.getxattr(ino.0, &name).await {
                 Ok(value) => reply_xattr(reply, size, &value),

@@ -17,7 +17,7 @@ use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::S3Store;
-use xosfs::store::{ErrorKind, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
+use xosfs::store::{DeleteQueue, ErrorKind, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
 use xosfs::write::journal::{Journal, StoreId};
 use xosfs::write::{recovery, WriteConfig};
 use xosfs::{cleanup, cli, credentials, recover};
@@ -114,6 +114,16 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // With --write-back, unlink and rmdir return before the store has deleted: the deletes
+    // go in batches, and every later request on their keys waits for them.
+    let deletes = config.write.write_back.then(|| {
+        let _runtime = rt.enter();
+        Arc::new(DeleteQueue::new(client.clone()))
+    });
+    let client: Arc<dyn ObjectStore> = match &deletes {
+        Some(queue) => queue.clone(),
+        None => client,
+    };
     if let Err(e) = prepare_cache_dir(&config.write.cache_dir) {
         report.failed(&format!("cannot use cache directory {}: {e}", config.write.cache_dir.display()));
         return ExitCode::from(1);
@@ -159,6 +169,9 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     // Closes that were still uploading when the session ended finish before the process
     // does: their writers were told they succeeded.
     rt.block_on(write_cfg.wait_for_writers(|left| tracing::info!("waiting for {left} file(s) to finish uploading")));
+    if let Some(queue) = deletes {
+        rt.block_on(queue.flush());
+    }
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

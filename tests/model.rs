@@ -496,8 +496,10 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
         Op::Fsync { h } if nh > 0 => {
             let h = h % nh;
             w.fs.fsync(m.handles[h].fh).await.map_err(|e| format!("fsync: {e}"))?;
+            // fsync through any descriptor (a reader's too) stores what the file's
+            // writers wrote.
             let file = m.handles[h].file;
-            if m.handles[h].writes() && m.files[file].dirty {
+            if m.writer_of(file).is_some() && m.files[file].dirty {
                 m.publish(file);
             }
         }

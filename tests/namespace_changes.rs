@@ -210,3 +210,30 @@ fn a_file_that_loses_its_name_while_open_still_serves_its_descriptors() {
     assert_eq!((&reader).read_to_end(&mut buf).unwrap_err().raw_os_error(), Some(libc::EIO));
     drop(reader);
 }
+
+#[test]
+fn write_back_rm_rf_deletes_in_batches_and_what_is_made_again_stays() {
+    let server = Server::fs();
+    server.put_many((0..300).map(|i| (format!("tree/f{i:03}"), vec![b'x'; 10])).collect());
+    server.put("keep/x", "old");
+    let m = server.mount(&["--write-back"]);
+    assert!(ls(&m.join("tree")).len() == 300);
+    server.server.stats().reset();
+    let rm = std::process::Command::new("rm").arg("-rf").arg(m.join("tree")).status().unwrap();
+    assert!(rm.success());
+    // rmdir waited for the deletes before it found the directory empty.
+    assert!(server.keys().iter().all(|k| !k.starts_with("tree/")), "{:?}", server.keys());
+    let stats = server.server.stats();
+    assert_eq!(stats.count("DeleteObject"), 0, "no single deletes");
+    assert!(stats.count("DeleteObjects") < 100, "{} DeleteObjects for 300 files", stats.count("DeleteObjects"));
+    assert!(!m.join("tree").exists());
+
+    // A file removed and made again under the same name at once is the new one.
+    std::fs::remove_file(m.join("keep/x")).unwrap();
+    std::fs::write(m.join("keep/x"), "new").unwrap();
+    // fsync through a reader's descriptor waits for the write-back upload.
+    std::fs::File::open(m.join("keep/x")).unwrap().sync_all().unwrap();
+    assert_eq!(server.stored("keep/x").as_deref(), Some(&b"new"[..]));
+    drop(m);
+    assert_eq!(server.stored("keep/x").as_deref(), Some(&b"new"[..]), "the late delete took nothing");
+}

@@ -180,12 +180,17 @@ impl Fs {
         }
     }
 
+    /// Whether no file here can have the attribute `name`: only `user.*` ones are kept.
+    /// `ls -l` and `cp` ask for security.* and system.posix_acl_* of every file; the
+    /// answer needs neither the file nor a wait.
+    pub fn never_has_xattr(name: &str) -> bool {
+        !name.starts_with("user.")
+    }
+
     /// getxattr(2): a stored user attribute, or one of the `user.xos.*` views of the object.
     pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
         let inode = self.inode(ino)?;
-        if !name.starts_with("user.") {
-            // security.*, system.posix_acl_* and trusted.* are asked for by ls and cp on
-            // every file: answer without a request.
+        if Fs::never_has_xattr(name) {
             return Err(FsError::NoAttribute);
         }
         if !name.starts_with("user.xos.") {

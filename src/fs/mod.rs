@@ -10,6 +10,7 @@ mod error;
 mod inode;
 mod listing;
 mod metadata;
+mod miss_bursts;
 mod names;
 mod namespace;
 mod open_files;
@@ -157,6 +158,7 @@ pub struct Fs {
     max_prefetch: u64,
     /// Names found missing, and when: answered "no such file" for the negative TTL.
     missing: DashMap<(u64, String), Instant>,
+    miss_bursts: miss_bursts::MissBursts,
     prune_inodes_at: prune::SweepAt,
     sweep_missing_at: prune::SweepAt,
     next_handle: AtomicU64,
@@ -175,6 +177,7 @@ impl Fs {
             blocks: BlockCache::new(client.clone(), read.block_size, read.cache_size),
             max_prefetch: read.max_prefetch,
             missing: DashMap::new(),
+            miss_bursts: Default::default(),
             prune_inodes_at: prune::SweepAt::new(),
             sweep_missing_at: prune::SweepAt::new(),
             inodes: InodeTable::new(&cfg.prefix),
@@ -251,8 +254,15 @@ impl Fs {
     /// Enters a name this mount just made: it exists now, whatever a negative or listing
     /// cache said of it before.
     fn made_here(&self, dir: &Inode, name: &str, kind: Kind) -> Arc<Inode> {
-        self.missing.remove(&(dir.ino, name.to_string()));
+        self.name_appeared(dir.ino, name);
         self.inodes.upsert_child(dir, name, kind)
+    }
+
+    /// `name` exists in `dir` now because this mount made or moved it there: what was
+    /// known of it as missing no longer holds.
+    fn name_appeared(&self, dir: u64, name: &str) {
+        self.missing.remove(&(dir, name.to_string()));
+        self.miss_bursts.appeared(dir, name);
     }
 
     /// This mount stored a new version of `ino` (or moved it): its readers read that one.

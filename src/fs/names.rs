@@ -1,13 +1,16 @@
 //! Names and lookups: what a name in a directory is (asking the store when the caches
 //! cannot say), the negative and complete-listing caches, attributes, and forgetting.
 
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::attr::{self, Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
 use super::inode::Inode;
-use super::listing::{invalid_name_reason, NAME_MAX};
-use super::{stat_from_head, Fs};
+use super::listing::{invalid_name_reason, EntryMerger, NAME_MAX};
+use super::readdir::LIST_PAGE_KEYS;
+use super::{miss_bursts, stat_from_head, Fs};
 use crate::store::{ErrorKind, ObjectInfo};
 
 impl Fs {
@@ -31,6 +34,9 @@ impl Fs {
                 Err(FsError::NotFound) => {
                     if !self.cfg.negative_ttl.is_zero() {
                         self.note_missing(parent, name);
+                        if self.miss_bursts.note_miss(parent, self.cfg.negative_ttl) {
+                            self.list_names_for_misses(&dir).await?;
+                        }
                     }
                     return Err(FsError::NotFound);
                 }
@@ -43,9 +49,10 @@ impl Fs {
     }
 
     /// Whether `name` (not in the inode table) is known not to exist without asking the
-    /// store: it was found missing within the negative TTL, or the directory was listed
-    /// completely within the attribute TTL without it. Names created through this mount
-    /// enter the inode table at once, so they never meet this.
+    /// store: it was found missing within the negative TTL, a listing for a burst of
+    /// misses did not show it, or the directory was listed completely within the
+    /// attribute TTL without it. Names created through this mount enter the inode table
+    /// at once, so they never meet this.
     pub(super) fn known_missing(&self, dir: &Inode, name: &str) -> bool {
         let key = (dir.ino, name.to_string());
         if let Some(at) = self.missing.get(&key).map(|t| *t) {
@@ -54,7 +61,28 @@ impl Fs {
             }
             self.missing.remove_if(&key, |_, t| *t == at);
         }
-        dir.listed_within(self.cfg.metadata_ttl)
+        self.miss_bursts.known_missing(dir.ino, name, self.cfg.negative_ttl) || dir.listed_within(self.cfg.metadata_ttl)
+    }
+
+    /// Lists `dir` for its names alone, after a burst of misses in it
+    /// ([`super::miss_bursts`]); a directory of more than its page limit is left alone.
+    async fn list_names_for_misses(&self, dir: &Inode) -> Result<(), FsError> {
+        let began = Instant::now();
+        let prefix = self.key(dir)?;
+        let mut merger = EntryMerger::new(&prefix);
+        let mut names = HashSet::new();
+        let mut next = None;
+        for _ in 0..miss_bursts::MAX_PAGES {
+            let page = self.client.list_page(&prefix, next, LIST_PAGE_KEYS).await?;
+            next = page.next.clone();
+            names.extend(merger.push(page).into_iter().map(|e| e.name));
+            if next.is_none() {
+                self.miss_bursts.listed(dir.ino, began, Some(names));
+                return Ok(());
+            }
+        }
+        self.miss_bursts.listed(dir.ino, began, None);
+        Ok(())
     }
 
     /// Asks the store what `name` is: a directory if anything lies below `name/` (which

@@ -1,6 +1,6 @@
 //! Making and removing names: directories (markers), symlinks, files.
 
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
@@ -13,6 +13,7 @@ impl Fs {
     /// Makes a directory: a `name/` marker object carrying its attributes.
     pub async fn mkdir(&self, parent: u64, name: &str, perm: u16, uid: u32, gid: u32) -> Result<Attr, FsError> {
         let dir = self.writable_dir(parent, name)?;
+        let checked = Instant::now();
         if self.find_child(&dir, name).await?.is_some() {
             return Err(FsError::Exists);
         }
@@ -21,6 +22,9 @@ impl Fs {
         self.client.put_object(&key, Bytes::new(), &opts).await?;
         let inode = self.made_here(&dir, name, Kind::Directory);
         inode.set_stat(ObjectStat { posix: PosixMeta::from_metadata(&opts.metadata), ..ObjectStat::default() });
+        // Nothing was below the name when it was checked: the new directory is known to
+        // be empty as of then, as if listed, so the files put in it next cost no lookups.
+        inode.mark_listed(checked);
         self.inodes.remember(&inode);
         Ok(self.attr_of(&inode))
     }

@@ -329,12 +329,18 @@ impl Fs {
     }
 
     /// fsync(2): uploads what is written so far.
+    /// fsync(2): the file is in the store when it returns, through whichever descriptor
+    /// it is asked (a reader's fsync after a write-back close waits for that upload).
     pub async fn fsync(&self, fh: u64) -> Result<(), FsError> {
         let file = self.handle(fh)?;
-        if let Some(writer) = &file.writer {
-            if let Some(uploaded) = writer.flush().await? {
-                self.record_upload(file.ino, uploaded);
-            }
+        let uploaded = match (&file.writer, self.writer_of(file.ino)) {
+            (Some(own), _) => own.flush().await?,
+            // A writer that ended meanwhile has stored the file.
+            (None, Some(shared)) => unless_closed(shared.flush().await)?.flatten(),
+            (None, None) => None,
+        };
+        if let Some(uploaded) = uploaded {
+            self.record_upload(file.ino, uploaded);
         }
         Ok(())
     }

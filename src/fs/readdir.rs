@@ -19,7 +19,7 @@ use crate::store::ObjectInfo;
 /// HEADs in flight when a listing fetches POSIX attributes.
 const LISTING_HEADS: usize = 32;
 /// Keys per listing request: the most S3 and XOS return in one page.
-const LIST_PAGE_KEYS: i32 = 1000;
+pub(super) const LIST_PAGE_KEYS: i32 = 1000;
 
 /// An open directory: its listing, loaded page by page as readdir asks for more.
 ///

@@ -59,7 +59,7 @@ impl Fs {
         if let Some(replaced) = dst.and_then(|d| self.writers.orphan(d.ino)) {
             unless_closed(replaced.discard().await)?;
         }
-        self.missing.remove(&(new_parent, new_name.to_string()));
+        self.name_appeared(new_parent, new_name);
         self.inodes.rename(&src, new_parent, new_name);
         Ok(())
     }

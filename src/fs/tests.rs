@@ -145,3 +145,47 @@ async fn readdirplus_entries_stay_known_through_a_prune() {
         assert_eq!(attr.ino, *ino);
     }
 }
+
+#[tokio::test]
+async fn new_names_in_a_directory_cost_one_listing_not_a_round_trip_each() {
+    let f = fixture();
+    f.put_many(3).await;
+    f.memory.put_object("e/old", Bytes::from_static(b"x"), &PutOptions::default()).await.unwrap();
+    let d = f.fs.lookup(ROOT_INO, "d").await.unwrap();
+    f.memory.reset_requests();
+    for i in 0..100 {
+        let name = format!("new{i}");
+        assert!(matches!(f.fs.lookup(d.ino, &name).await, Err(super::FsError::NotFound)));
+        let (_, fh) = f.fs.create(d.ino, &name, 0o644, 0, 0, 1).await.unwrap();
+        f.fs.release(fh).await.unwrap();
+    }
+    let (lists, heads) = (f.memory.requests("ListObjects"), f.memory.requests("HeadObject"));
+    // The misses before the burst: a listing and a HEAD each; then one listing.
+    let burst = u64::from(super::miss_bursts::BURST);
+    assert_eq!((lists, heads), (burst + 1, burst), "lookups of new names went to the store");
+    assert!(f.fs.lookup(d.ino, "f00001").await.is_ok(), "a listed name is still found");
+    assert!(f.fs.lookup(d.ino, "new7").await.is_ok(), "a name made here is found");
+
+    // A directory made here is known empty: its new names cost nothing.
+    let e = f.fs.mkdir(ROOT_INO, "made", 0o755, 0, 0).await.unwrap();
+    f.memory.reset_requests();
+    for i in 0..20 {
+        assert!(matches!(f.fs.lookup(e.ino, &format!("n{i}")).await, Err(super::FsError::NotFound)));
+    }
+    assert_eq!(f.memory.requests("ListObjects") + f.memory.requests("HeadObject"), 0);
+}
+
+#[tokio::test]
+async fn a_name_made_elsewhere_after_the_burst_listing_shows_after_the_negative_ttl() {
+    let mut f = fixture();
+    f.fs.cfg.negative_ttl = Duration::from_millis(300);
+    f.put_many(1).await;
+    let d = f.fs.lookup(ROOT_INO, "d").await.unwrap();
+    for i in 0..super::miss_bursts::BURST {
+        assert!(f.fs.lookup(d.ino, &format!("x{i}")).await.is_err());
+    }
+    f.memory.put_object("d/late", Bytes::from_static(b"x"), &PutOptions::default()).await.unwrap();
+    assert!(f.fs.lookup(d.ino, "late").await.is_err(), "within the TTL the listing answers");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(f.fs.lookup(d.ino, "late").await.is_ok(), "after it the store does");
+}

@@ -4,8 +4,10 @@
 //! - [`crate::s3::S3Store`]: the real store, over HTTP with aws-sdk-s3;
 //! - [`MemoryStore`]: the same semantics in memory, for tests of the core without a server;
 //! - [`FaultyStore`]: wraps any store and injects errors, latency and restarts by rule;
-//! - [`RetryingStore`]: wraps any store and sends transient failures again, with backoff.
+//! - [`RetryingStore`]: wraps any store and sends transient failures again, with backoff;
+//! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`).
 
+mod deletes;
 mod error;
 mod etag;
 mod faults;
@@ -20,6 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
+pub use deletes::DeleteQueue;
 pub use error::{ErrorKind, ObjectError};
 pub use etag::{multipart_etag, put_etag, same_etag};
 pub use faults::{Fault, FaultRule, FaultyStore};
