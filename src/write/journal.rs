@@ -310,17 +310,30 @@ pub fn append(log: &File, op: LogOp) -> std::io::Result<()> {
 
 /// Replaces the record at `path` atomically; `durable` waits until it is on disk.
 pub fn save_record(path: &Path, record: &Record, durable: bool) -> std::io::Result<()> {
+    save_record_with(path, record, if durable { Some(&[]) } else { None })
+}
+
+/// Replaces the record at `path` atomically. With `durable`, the record and those files
+/// are made durable first (their syncs run at once, so the filesystem can commit them
+/// together), then the rename: what a reboot finds is what the record says.
+pub fn save_record_with(path: &Path, record: &Record, durable: Option<&[&File]>) -> std::io::Result<()> {
     let aside = path.with_extension("json.new");
     let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&aside)?;
     file.write_all(&serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
-    if durable {
-        file.sync_all()?;
-    }
+    let Some(first) = durable else {
+        return std::fs::rename(&aside, path);
+    };
+    std::thread::scope(|scope| {
+        let others: Vec<_> = first.iter().map(|f| scope.spawn(move || f.sync_data())).collect();
+        let own = file.sync_all();
+        others
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("sync panicked"))))
+            .chain([own])
+            .collect::<std::io::Result<Vec<()>>>()
+    })?;
     std::fs::rename(&aside, path)?;
-    if durable {
-        File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()?;
-    }
-    Ok(())
+    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 fn read_record(path: &Path) -> std::io::Result<Record> {

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::journal::{append, create_entry, disk_bytes, save_record, Journal, LogOp, Record};
+use super::journal::{append, create_entry, disk_bytes, save_record, save_record_with, Journal, LogOp, Record};
 use super::space::StagingSpace;
 
 pub struct StagingFile {
@@ -163,18 +163,12 @@ impl StagingFile {
         blocking(move || append(&log, op)).await
     }
 
-    /// Replaces the entry's record; `durable` first makes the data and log durable, then
-    /// the record: what a reboot finds is what the record says.
+    /// Replaces the entry's record; `durable` first makes the data, the log and the new
+    /// record durable, then renames it into place: what a reboot finds is what the record
+    /// says.
     pub async fn save(&self, record: Record, durable: bool) -> std::io::Result<()> {
         let (file, log, path) = (self.file.clone(), self.log.clone(), self.journal.path(&self.id, "json"));
-        blocking(move || {
-            if durable {
-                file.sync_data()?;
-                log.sync_data()?;
-            }
-            save_record(&path, &record, durable)
-        })
-        .await
+        blocking(move || save_record_with(&path, &record, durable.then_some(&[&*file, &*log][..]))).await
     }
 
     /// Keeps the entry after the handle is gone (its data is not stored).
