@@ -32,6 +32,9 @@ pub enum Command {
     /// List, upload or discard the files the cache directory kept: uploads that failed,
     /// and files still open when a daemon died.
     Recover(Box<RecoverArgs>),
+    /// Print what the daemon of the xosfs mount at MOUNTPOINT is doing: requests, errors,
+    /// bytes, cache, uploads pending (read from its control socket).
+    Stats(Box<StatsArgs>),
     /// Print a completion script for SHELL on stdout.
     Completions {
         #[arg(value_enum, value_name = "SHELL")]
@@ -45,6 +48,7 @@ pub enum Invocation {
     Mount(Box<MountArgs>),
     Cleanup(Box<CleanupArgs>),
     Recover(Box<RecoverArgs>),
+    Stats(Box<StatsArgs>),
     Completions(clap_complete::Shell),
 }
 
@@ -151,6 +155,18 @@ pub struct RecoverArgs {
 
     #[command(flatten)]
     pub connection: ConnectionArgs,
+}
+
+/// `xosfs stats`: which mount, and how often.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Where the xosfs filesystem is mounted.
+    #[arg(value_name = "MOUNTPOINT")]
+    pub mountpoint: PathBuf,
+
+    /// Print again every 2 seconds, with the rates since the last print, until interrupted.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 /// Mounting: `xosfs [OPTIONS] BUCKET[:/PREFIX] MOUNTPOINT`.
@@ -305,6 +321,11 @@ pub struct MountArgs {
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 
+    /// Serve metrics in the Prometheus text format over HTTP on this address (any path),
+    /// e.g. 127.0.0.1:9109 [default: none; `xosfs stats` works without it].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<String>,
+
     /// Mount options, comma separated: any option above by name, plus the generic ones
     /// mount(8) passes (_netdev, nofail, rw, ro, ...).
     #[arg(short = 'o', value_name = "OPTIONS", action = clap::ArgAction::Append)]
@@ -408,6 +429,7 @@ fn invocation(matches: ArgMatches) -> Result<Invocation, clap::Error> {
     Ok(match Command::from_arg_matches(&matches)? {
         Command::Cleanup(args) => Invocation::Cleanup(args),
         Command::Recover(args) => Invocation::Recover(args),
+        Command::Stats(args) => Invocation::Stats(args),
         Command::Completions { shell } => Invocation::Completions(shell),
     })
 }

@@ -12,6 +12,8 @@ use crate::credentials::{CredentialsConfig, RoleConfig};
 pub enum ConfigError {
     #[error("no endpoint given: pass --endpoint URL (e.g. --endpoint https://xos.example.com)")]
     MissingEndpoint,
+    #[error("--metrics-addr '{0}' is not an address: give HOST:PORT with an IP address (e.g. 127.0.0.1:9109)")]
+    MetricsAddr(String),
     #[error("endpoint '{0}' is not a URL with http:// or https:// in front")]
     EndpointScheme(String),
     #[error("endpoint '{url}' is not a valid URL: {reason}")]
@@ -152,6 +154,8 @@ pub struct Config {
     pub access: Access,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    /// Where metrics are served over HTTP, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `xosfs cleanup`: which uploads to abort, and how to reach them.
@@ -370,6 +374,7 @@ impl Config {
             },
             log_level,
             log_file: cli.log_file,
+            metrics_addr: cli.metrics_addr.map(|a| a.parse().map_err(|_| ConfigError::MetricsAddr(a))).transpose()?,
         })
     }
 }

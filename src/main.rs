@@ -17,10 +17,10 @@ use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::S3Store;
-use xosfs::store::{DeleteQueue, ErrorKind, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
+use xosfs::store::{DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
 use xosfs::write::journal::{Journal, StoreId};
 use xosfs::write::{recovery, WriteConfig};
-use xosfs::{cleanup, cli, credentials, recover};
+use xosfs::{cleanup, cli, credentials, metrics, recover, stats};
 
 fn main() -> ExitCode {
     let (args, helper) = cli::helper_args(std::env::args_os().collect::<Vec<OsString>>());
@@ -28,6 +28,13 @@ fn main() -> ExitCode {
         Ok(Invocation::Mount(args)) => mount_main(*args, helper),
         Ok(Invocation::Cleanup(args)) => cleanup_main(*args),
         Ok(Invocation::Recover(args)) => recover_main(*args),
+        Ok(Invocation::Stats(args)) => match stats::run(&args.mountpoint, args.watch) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("xosfs: {e}");
+                ExitCode::from(1)
+            }
+        },
         Ok(Invocation::Completions(shell)) => {
             clap_complete::generate(shell, &mut cli::command(), "xosfs", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -137,6 +144,25 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     );
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
     let fs = Arc::new(Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read));
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => match rt.block_on(tokio::net::TcpListener::bind(addr)) {
+            Ok(listener) => Some(listener),
+            Err(e) => {
+                report.failed(&format!("cannot serve metrics on {addr}: {e}"));
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    {
+        let (fs, writes) = (fs.clone(), write_cfg.clone());
+        metrics::global().on_refresh(move |m| {
+            m.open_handles.set(fs.open_handles() as i64);
+            m.inodes.set(fs.inode_count() as i64);
+            m.files_being_written.set(writes.active_writers() as i64);
+            m.staging_bytes.set(writes.space.used() as i64);
+        });
+    }
     let fs_name = match config.fs.prefix.as_str() {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
@@ -163,6 +189,15 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             tracing::warn!("cannot detach from the terminal: {e}");
         }
     }
+    if let Some(listener) = metrics_listener {
+        rt.spawn(metrics::serve_http(listener));
+    }
+    let _control = {
+        let _runtime = rt.enter();
+        metrics::serve_control(&config.mountpoint)
+            .inspect_err(|e| tracing::warn!("no control socket for xosfs stats: {e}"))
+            .ok()
+    };
     // Files an earlier daemon left in the journal: uploaded (or kept) while this one serves.
     rt.spawn(recovery::recover_and_retry(client, write_cfg.clone(), config.write.keep_failed));
     let served = mounted.serve_until_stopped(&rt);
@@ -197,8 +232,10 @@ async fn store(s3: &S3Config, creds: &CredentialsConfig) -> Result<Arc<dyn Objec
     Ok(Arc::new(S3Store::new(s3, provider)))
 }
 
+/// The store as the daemon uses it: every attempt counted, transient failures retried.
 fn retrying(store: Arc<dyn ObjectStore>, s3: &S3Config) -> Arc<dyn ObjectStore> {
-    Arc::new(RetryingStore::new(store, RetryPolicy { retries: s3.retries, ..RetryPolicy::default() }))
+    let metered = Arc::new(MeteredStore::new(store));
+    Arc::new(RetryingStore::new(metered, RetryPolicy { retries: s3.retries, ..RetryPolicy::default() }))
 }
 
 /// An error of the store as one line that names the likely cause.

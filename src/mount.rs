@@ -45,6 +45,18 @@ pub fn check_mountpoint(path: &Path) -> Result<PathBuf, MountPointError> {
     Ok(canonical)
 }
 
+/// The filesystem type mounted at `canonical` (e.g. `fuse.xosfs`), from the mount table;
+/// `None` when nothing is mounted there.
+pub fn fstype_at(canonical: &Path) -> std::io::Result<Option<String>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    // The last mount on a path is the one seen; the type follows the " - " separator.
+    Ok(mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(&unescape_mount_path(m)) == canonical))
+        .filter_map(|l| l.split_once(" - ").and_then(|(_, rest)| rest.split(' ').next()).map(str::to_string))
+        .last())
+}
+
 /// mountinfo writes space, tab, newline and backslash as octal escapes.
 fn unescape_mount_path(s: &str) -> String {
     let mut out = Vec::with_capacity(s.len());

@@ -217,3 +217,16 @@ fn a_cache_dir_open_to_others_is_refused_and_a_new_one_is_private() {
     assert_eq!(std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
     assert!(std::process::Command::new("umount").arg(mp.path()).status().unwrap().success());
 }
+
+#[test]
+fn a_bad_or_taken_metrics_address_is_refused() {
+    let server = Server::memory();
+    let mp = tempfile::tempdir().unwrap();
+    let mount_point = mp.path().to_str().unwrap();
+    let out = run(server.xosfs().args([BUCKET, mount_point, "--metrics-addr", "localhost"]));
+    assert_fails(&out, 2, "--metrics-addr 'localhost' is not an address", mp.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = run(server.xosfs().args([BUCKET, mount_point, "-f", "--metrics-addr", &addr]));
+    assert_fails(&out, 1, &format!("cannot serve metrics on {addr}"), mp.path());
+}

@@ -197,8 +197,12 @@ impl Fs {
         &self.cfg
     }
 
-    #[cfg(test)]
-    pub(crate) fn inode_count(&self) -> usize {
+    /// Open file descriptors.
+    pub fn open_handles(&self) -> usize {
+        self.files.len()
+    }
+
+    pub fn inode_count(&self) -> usize {
         self.inodes.len()
     }
 

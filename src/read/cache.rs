@@ -155,18 +155,25 @@ impl BlockCache {
     /// GET of this block alone.
     pub async fn block(self: &Arc<Self>, object: &ObjectVersion, index: u64) -> Result<Bytes, ObjectError> {
         let id = BlockId::new(object, index);
+        let metrics = crate::metrics::global();
         loop {
             if let Some(data) = self.cached(&id) {
+                metrics.cache_hits.inc();
                 return Ok(data);
             }
             let (fetch, data) = match self.pending.entry(id.clone()) {
-                Entry::Occupied(e) => (e.get().fetch, e.get().data.clone()),
+                Entry::Occupied(e) => {
+                    metrics.cache_hits.inc();
+                    (e.get().fetch, e.get().data.clone())
+                }
                 Entry::Vacant(slot) => {
                     // Checked again under the entry's lock: a fetch inserts the block
                     // before it stops being pending, so one of the two is seen.
                     if let Some(data) = self.cached(&id) {
+                        metrics.cache_hits.inc();
                         return Ok(data);
                     }
+                    metrics.cache_misses.inc();
                     let fetch = self.next_fetch.fetch_add(1, Ordering::Relaxed);
                     let (sender, data) = pending_block();
                     slot.insert(Pending { fetch, data: data.clone() });
@@ -256,6 +263,7 @@ impl BlockCache {
         while lru.bytes + reserved > self.capacity && lru.blocks.len() > 1 {
             if let Some((_, evicted)) = lru.blocks.pop_lru() {
                 lru.bytes -= evicted.len() as u64;
+                crate::metrics::global().cache_evictions.inc();
             }
         }
     }

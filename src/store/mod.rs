@@ -5,6 +5,7 @@
 //! - [`MemoryStore`]: the same semantics in memory, for tests of the core without a server;
 //! - [`FaultyStore`]: wraps any store and injects errors, latency and restarts by rule;
 //! - [`RetryingStore`]: wraps any store and sends transient failures again, with backoff;
+//! - [`MeteredStore`]: wraps any store and counts its requests into the metrics;
 //! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`).
 
 mod deletes;
@@ -12,6 +13,7 @@ mod error;
 mod etag;
 mod faults;
 mod memory;
+mod metered;
 mod retry;
 
 use std::collections::HashMap;
@@ -27,6 +29,7 @@ pub use error::{ErrorKind, ObjectError};
 pub use etag::{multipart_etag, put_etag, same_etag};
 pub use faults::{Fault, FaultRule, FaultyStore};
 pub use memory::MemoryStore;
+pub use metered::MeteredStore;
 pub use retry::{RetryPolicy, RetryingStore};
 
 /// One entry of a listing page.

@@ -16,6 +16,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tracing::debug;
 
+use crate::metrics::OpLabel;
+
 use super::{
     CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
     UploadPage,
@@ -70,6 +72,7 @@ impl RetryingStore {
             match send().await {
                 Err(e) if e.is_transient() && attempt < self.policy.retries => {
                     attempt += 1;
+                    crate::metrics::global().retries.get_or_create(&OpLabel { op: e.op.to_string() }).inc();
                     let wait = self.policy.delay(attempt);
                     debug!(error = %e, attempt, wait_ms = wait.as_millis() as u64, "retrying");
                     tokio::time::sleep(wait).await;
