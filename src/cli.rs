@@ -261,6 +261,12 @@ pub struct MountArgs {
     #[arg(long, value_name = "SIZE", default_value = "128M")]
     pub max_prefetch: String,
 
+    /// Cap on the bytes per second the mount receives (object bodies) and, after a colon,
+    /// sends (upload bodies): 100M, 100M:20M, :20M. Suffixes K, M, G (powers of 1024). The
+    /// read-ahead window is held to about a second's worth of the cap [default: none].
+    #[arg(long, value_name = "DOWN[:UP]")]
+    pub max_bandwidth: Option<String>,
+
     /// Size of multipart upload parts (grows every 1,000 parts; 5M to 5G). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "8M")]
     pub part_size: String,

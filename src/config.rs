@@ -12,6 +12,8 @@ use crate::credentials::{CredentialsConfig, RoleConfig};
 pub enum ConfigError {
     #[error("no endpoint given: pass --endpoint URL (e.g. --endpoint https://xos.example.com)")]
     MissingEndpoint,
+    #[error("--max-bandwidth '{0}' is not DOWN, DOWN:UP or :UP in bytes per second above 0 (e.g. 100M:20M)")]
+    Bandwidth(String),
     #[error("--metrics-addr '{0}' is not an address: give HOST:PORT with an IP address (e.g. 127.0.0.1:9109)")]
     MetricsAddr(String),
     #[error("endpoint '{0}' is not a URL with http:// or https:// in front")]
@@ -156,6 +158,30 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     /// Where metrics are served over HTTP, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    pub bandwidth: Bandwidth,
+}
+
+/// `--max-bandwidth`: bytes per second each way, `None` for no cap.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bandwidth {
+    pub down: Option<u64>,
+    pub up: Option<u64>,
+}
+
+fn parse_bandwidth(value: &str) -> Result<Bandwidth, ConfigError> {
+    let err = || ConfigError::Bandwidth(value.to_string());
+    let (down, up) = value.split_once(':').unwrap_or((value, ""));
+    let rate = |s: &str| match s {
+        "" => Ok(None),
+        s => parse_size("--max-bandwidth", s)
+            .map_err(|_| err())
+            .and_then(|r| if r > 0 { Ok(Some(r)) } else { Err(err()) }),
+    };
+    let bandwidth = Bandwidth { down: rate(down)?, up: rate(up)? };
+    if bandwidth == Bandwidth::default() {
+        return Err(err());
+    }
+    Ok(bandwidth)
 }
 
 /// `xosfs cleanup`: which uploads to abort, and how to reach them.
@@ -309,7 +335,12 @@ impl Config {
         if cache_size < 4 * block_size {
             return Err(ConfigError::CacheSize { cache: cli.cache_size, block: cli.block_size });
         }
-        let max_prefetch = parse_size("--max-prefetch", &cli.max_prefetch)?;
+        let bandwidth = cli.max_bandwidth.as_deref().map(parse_bandwidth).transpose()?.unwrap_or_default();
+        // Read-ahead beyond a second's worth of the cap would only queue behind it.
+        let max_prefetch = match bandwidth.down {
+            Some(down) => parse_size("--max-prefetch", &cli.max_prefetch)?.min(down.max(block_size)),
+            None => parse_size("--max-prefetch", &cli.max_prefetch)?,
+        };
         let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
         let copy_threshold = parse_size("--copy-threshold", &cli.copy_threshold)?;
         if !(5 << 20..=5 << 30).contains(&copy_threshold) {
@@ -374,6 +405,7 @@ impl Config {
             },
             log_level,
             log_file: cli.log_file,
+            bandwidth,
             metrics_addr: cli.metrics_addr.map(|a| a.parse().map_err(|_| ConfigError::MetricsAddr(a))).transpose()?,
         })
     }
@@ -472,6 +504,17 @@ fn parse_mode(option: &'static str, value: &str) -> Result<u16, ConfigError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn bandwidth_caps_parse_each_way() {
+        use super::{parse_bandwidth, Bandwidth};
+        assert_eq!(parse_bandwidth("100M:20M").unwrap(), Bandwidth { down: Some(100 << 20), up: Some(20 << 20) });
+        assert_eq!(parse_bandwidth("1G").unwrap(), Bandwidth { down: Some(1 << 30), up: None });
+        assert_eq!(parse_bandwidth(":512K").unwrap(), Bandwidth { down: None, up: Some(512 << 10) });
+        for bad in ["", ":", "0", "fast", "10M:x", "0:1M"] {
+            assert!(parse_bandwidth(bad).is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

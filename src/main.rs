@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use xosfs::cli::{CleanupArgs, Invocation, MountArgs, RecoverArgs};
-use xosfs::config::{CleanupConfig, Config, RecoverConfig, S3Config};
+use xosfs::config::{Bandwidth, CleanupConfig, Config, RecoverConfig, S3Config};
 use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::S3Store;
-use xosfs::store::{DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
+use xosfs::store::{
+    BandwidthLimit, DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy, RetryingStore,
+};
 use xosfs::write::journal::{Journal, StoreId};
 use xosfs::write::{recovery, WriteConfig};
 use xosfs::{cleanup, cli, credentials, metrics, recover, stats};
@@ -120,6 +122,10 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             report.failed(&msg);
             return ExitCode::from(1);
         }
+    };
+    let client: Arc<dyn ObjectStore> = match config.bandwidth {
+        Bandwidth { down: None, up: None } => client,
+        Bandwidth { down, up } => Arc::new(BandwidthLimit::new(client, down, up)),
     };
     // With --write-back, unlink and rmdir return before the store has deleted: the deletes
     // go in batches, and every later request on their keys waits for them.

@@ -1,5 +1,6 @@
-//! Seeing into a running mount: the metrics endpoint (`--metrics-addr`) and `xosfs stats`,
-//! checked against what the test server itself counted.
+//! Seeing into a running mount and holding it back: the metrics endpoint (`--metrics-addr`)
+//! and `xosfs stats`, checked against what the test server itself counted; a mount under
+//! `--max-bandwidth` (its rates are measured by scripts/bench.sh, not here).
 
 mod common;
 
@@ -62,4 +63,16 @@ fn counters_move_by_what_a_read_and_a_write_sent_and_stats_shows_them() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains(&format!("GetObject {}", value(&written, get_ok))), "{text}");
     assert!(text.contains("down 3.0 MiB"), "{text}");
+}
+
+#[test]
+fn a_capped_mount_reads_and_writes_whole_files() {
+    let server = Server::fs();
+    let data = pseudo_random_bytes(3 << 20, 11);
+    server.put("in.bin", data.clone());
+    let m = server.mount(&["--max-bandwidth", "64M:32M", "--part-size", "5M"]);
+    assert_eq!(std::fs::read(m.join("in.bin")).unwrap(), data);
+    let out = pseudo_random_bytes(12 << 20, 12);
+    std::fs::write(m.join("out.bin"), &out).unwrap();
+    assert_eq!(server.stored("out.bin").unwrap(), out);
 }

@@ -5,9 +5,11 @@
 //! - [`MemoryStore`]: the same semantics in memory, for tests of the core without a server;
 //! - [`FaultyStore`]: wraps any store and injects errors, latency and restarts by rule;
 //! - [`RetryingStore`]: wraps any store and sends transient failures again, with backoff;
+//! - [`BandwidthLimit`]: wraps any store and paces its body bytes (`--max-bandwidth`);
 //! - [`MeteredStore`]: wraps any store and counts its requests into the metrics;
 //! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`).
 
+mod bandwidth;
 mod deletes;
 mod error;
 mod etag;
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
+pub use bandwidth::{BandwidthLimit, TokenBucket};
 pub use deletes::DeleteQueue;
 pub use error::{ErrorKind, ObjectError};
 pub use etag::{multipart_etag, put_etag, same_etag};
