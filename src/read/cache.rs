@@ -236,7 +236,13 @@ impl BlockCache {
 
     /// Block `index` of `object` if it is in memory now.
     pub fn get_cached(&self, object: &ObjectVersion, index: u64) -> Option<Bytes> {
-        self.cached(&BlockId::new(object, index))
+        let found = self.cached(&BlockId::new(object, index));
+        let metrics = crate::metrics::global();
+        match found {
+            Some(_) => metrics.cache_hits.inc(),
+            None => metrics.cache_misses.inc(),
+        };
+        found
     }
 
     fn cached(&self, id: &BlockId) -> Option<Bytes> {
