@@ -2,6 +2,7 @@
 //! and signing, and nothing of inodes. Each request is sent once; retries are
 //! [`crate::store::RetryingStore`]'s, so they can be tested against any store.
 
+mod deviations;
 mod error;
 
 use std::ops::Range;
@@ -474,6 +475,8 @@ impl ObjectStore for S3Store {
                 .multipart_upload(upload.clone())
                 .set_if_match(if_match)
                 .set_if_none_match(if_none_match)
+                .customize()
+                .interceptor(deviations::CompletionRootElement)
                 .send()
                 .await
                 .map_err(|e| sdk_error(OP, key, e))?;
