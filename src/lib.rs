@@ -14,6 +14,7 @@ pub mod mount;
 pub mod read;
 pub mod recover;
 pub mod s3;
+pub mod share;
 pub mod store;
 pub mod times;
 pub mod write;

@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{Server, BUCKET};
+use common::{getxattr, listxattr, removexattr, setxattr, Server, BUCKET};
 
 /// S_IFLNK | 0777, as s3fs writes the mode of a symlink.
 const SYMLINK_MODE: &str = "41471";
@@ -14,52 +12,6 @@ const SYMLINK_MODE: &str = "41471";
 fn head_meta(server: &Server, key: &str) -> std::collections::HashMap<String, String> {
     let out = server.block_on(server.client.head_object().bucket(BUCKET).key(key).send()).unwrap();
     out.metadata().cloned().unwrap_or_default()
-}
-
-fn c(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).unwrap()
-}
-
-fn setxattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
-    let name = CString::new(name).unwrap();
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::setxattr(c(path).as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let name = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let n = unsafe { libc::getxattr(c(path).as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
-
-fn listxattr(path: &Path) -> Vec<String> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
-    let n = unsafe { libc::listxattr(c(path).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(n >= 0, "listxattr: {}", std::io::Error::last_os_error());
-    buf[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into()).collect()
-}
-
-fn removexattr(path: &Path, name: &str) -> std::io::Result<()> {
-    let name = CString::new(name).unwrap();
-    // SAFETY: valid NUL-terminated strings.
-    let rc = unsafe { libc::removexattr(c(path).as_ptr(), name.as_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 #[test]
@@ -123,9 +75,11 @@ fn user_xattrs_round_trip_in_s3fs_encoding_and_xos_views_show_the_object() {
     );
     assert_eq!(getxattr(&photo, "user.missing").unwrap_err().raw_os_error(), Some(libc::ENODATA));
     let names = listxattr(&photo);
-    for name in ["user.camera", "user.rating", "user.xos.etag", "user.xos.storage_class", "user.xos.content_type"] {
+    for name in ["user.camera", "user.rating", "user.xos.acl", "user.xos.storage_class", "user.xos.content_type"] {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
     }
+    // Computed from this very object: readable by name, not carried by copying tools.
+    assert!(!names.iter().any(|n| n == "user.xos.etag"), "{names:?}");
 
     // Stored as s3fs does, and the data is untouched.
     let stored = head_meta(&server, "photo.jpg");
@@ -137,7 +91,9 @@ fn user_xattrs_round_trip_in_s3fs_encoding_and_xos_views_show_the_object() {
     let etag = server.block_on(server.client.head_object().bucket(BUCKET).key("photo.jpg").send()).unwrap();
     assert_eq!(getxattr(&photo, "user.xos.etag").unwrap(), etag.e_tag().unwrap().trim_matches('"').as_bytes());
     assert_eq!(getxattr(&photo, "user.xos.storage_class").unwrap(), b"STANDARD");
-    assert_eq!(setxattr(&photo, "user.xos.etag", b"x", 0).unwrap_err().raw_os_error(), Some(libc::EPERM));
+    // Setting a computed view is accepted and ignored, so a copy carrying it never fails.
+    setxattr(&photo, "user.xos.etag", b"x", 0).unwrap();
+    assert_eq!(getxattr(&photo, "user.xos.etag").unwrap(), etag.e_tag().unwrap().trim_matches('"').as_bytes());
     setxattr(&photo, "user.xos.content_type", b"image/jpeg", 0).unwrap();
     let head = server.block_on(server.client.head_object().bucket(BUCKET).key("photo.jpg").send()).unwrap();
     assert_eq!(head.content_type(), Some("image/jpeg"));

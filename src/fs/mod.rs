@@ -20,6 +20,7 @@ mod rename;
 mod tests;
 mod writers;
 mod xattr;
+mod xos;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -111,7 +112,13 @@ pub struct UploadDefaults {
 impl UploadDefaults {
     /// The options of an upload or copy with this content type and user metadata.
     fn options(&self, content_type: Option<String>, metadata: HashMap<String, String>) -> PutOptions {
-        PutOptions { content_type, metadata, acl: self.acl.clone(), storage_class: self.storage_class.clone() }
+        PutOptions {
+            content_type,
+            metadata,
+            acl: self.acl.clone(),
+            storage_class: self.storage_class.clone(),
+            tags: None,
+        }
     }
 }
 
@@ -131,7 +138,8 @@ fn rewrite_options(defaults: &UploadDefaults, name: &str, stored: &ObjectInfo) -
         stored.content_type.clone().filter(|t| !GENERIC_TYPES.contains(&t.as_str())).or_else(|| content_type_for(name));
     let storage_class =
         stored.storage_class.clone().filter(|c| c != "STANDARD").or_else(|| defaults.storage_class.clone());
-    PutOptions { content_type, metadata: stored.metadata.clone(), acl: defaults.acl.clone(), storage_class }
+    // No tags: a copy keeps its source's, an upload stores none (S3 drops them on PUT).
+    PutOptions { content_type, metadata: stored.metadata.clone(), acl: defaults.acl.clone(), storage_class, tags: None }
 }
 
 /// The s3fs-compatible user metadata of these attributes.
@@ -161,6 +169,8 @@ pub struct Fs {
     sweep_missing_at: prune::SweepAt,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
+    /// What the store keeps beside recently asked-about objects (xos.rs).
+    facts: xos::FactCache,
 }
 
 impl Fs {
@@ -187,6 +197,7 @@ impl Fs {
             upload_defaults,
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
+            facts: xos::FactCache::new(),
         }
     }
 
@@ -293,6 +304,7 @@ impl Fs {
             stat.posix.ctime = Some(uploaded.ctime);
             inode.set_stat(stat);
         }
+        self.facts.forget(ino);
         self.readers_follow(ino);
     }
 

@@ -157,9 +157,9 @@ impl Fs {
             let failures = self.client.delete_objects(batch).await?;
             if let Some((key, why)) = failures.first() {
                 tracing::error!(from = %old_prefix, to = %new_prefix, "directory rename copied everything but could not delete {} old key(s), e.g. {key}: {why}", failures.len());
-                return Err(FsError::Store(
-                    ObjectError::new(ErrorKind::Rejected, "DeleteObjects", key.as_str()).with_message(why.as_str()),
-                ));
+                return Err(ObjectError::new(ErrorKind::Rejected, "DeleteObjects", key.as_str())
+                    .with_message(why.as_str())
+                    .into());
             }
         }
         Ok(())

@@ -4,7 +4,9 @@
 //!
 //! - moto answers CompleteMultipartUpload with the root element
 //!   `CompleteMultipartUploadResponse` (S3: `CompleteMultipartUploadResult`), so every
-//!   upload of more than one part failed after it had been stored.
+//!   upload of more than one part failed after it had been stored;
+//! - moto answers GetBucketVersioning of a bucket that never had versioning with an empty
+//!   `GetBucketVersioningResponse` (S3: an empty `VersioningConfiguration`).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,17 +20,24 @@ use aws_smithy_types::config_bag::ConfigBag;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 
-const MOTO_ROOT: &str = "CompleteMultipartUploadResponse";
-const S3_ROOT: &str = "CompleteMultipartUploadResult";
+/// Renames a store's root element of a successful reply to S3's. Attached to the one
+/// operation whose reply it fixes.
+#[derive(Debug, Clone, Copy)]
+pub struct RootElement {
+    store: &'static str,
+    s3: &'static str,
+}
 
-/// Renames moto's root element of a successful CompleteMultipartUpload reply to S3's.
-/// Attached to that operation only.
-#[derive(Debug)]
-pub struct CompletionRootElement;
+impl RootElement {
+    pub const COMPLETE_MULTIPART_UPLOAD: RootElement =
+        RootElement { store: "CompleteMultipartUploadResponse", s3: "CompleteMultipartUploadResult" };
+    pub const GET_BUCKET_VERSIONING: RootElement =
+        RootElement { store: "GetBucketVersioningResponse", s3: "VersioningConfiguration" };
+}
 
-impl Intercept for CompletionRootElement {
+impl Intercept for RootElement {
     fn name(&self) -> &'static str {
-        "CompletionRootElement"
+        "RootElement"
     }
 
     fn modify_before_deserialization(
@@ -42,7 +51,7 @@ impl Intercept for CompletionRootElement {
         if response.status().is_success() {
             let body = response.take_body();
             *response.body_mut() =
-                SdkBody::from_body_1_x(Renamed { inner: body, received: BytesMut::new(), done: false });
+                SdkBody::from_body_1_x(Renamed { inner: body, received: BytesMut::new(), done: false, root: *self });
         }
         Ok(())
     }
@@ -54,6 +63,7 @@ struct Renamed {
     inner: SdkBody,
     received: BytesMut,
     done: bool,
+    root: RootElement,
 }
 
 impl Body for Renamed {
@@ -76,7 +86,7 @@ impl Body for Renamed {
                 }
                 Poll::Ready(None) => {
                     this.done = true;
-                    let body = rename_root(&this.received);
+                    let body = this.root.rename(&this.received);
                     return Poll::Ready(Some(Ok(Frame::data(body))));
                 }
             }
@@ -84,17 +94,21 @@ impl Body for Renamed {
     }
 }
 
-/// `body` with moto's root element (its opening and closing tag) named as S3 names it.
-fn rename_root(body: &[u8]) -> Bytes {
-    match std::str::from_utf8(body) {
-        Ok(text) if text.contains(MOTO_ROOT) => {
-            Bytes::from(text.replacen(&format!("<{MOTO_ROOT}"), &format!("<{S3_ROOT}"), 1).replacen(
-                &format!("</{MOTO_ROOT}>"),
-                &format!("</{S3_ROOT}>"),
-                1,
-            ))
+impl RootElement {
+    /// `body` with the store's root element (its opening and closing tag) named as S3
+    /// names it; any other body as it is.
+    fn rename(&self, body: &[u8]) -> Bytes {
+        let (store, s3) = (self.store, self.s3);
+        match std::str::from_utf8(body) {
+            Ok(text) if text.contains(&format!("<{store}")) => {
+                Bytes::from(text.replacen(&format!("<{store}"), &format!("<{s3}"), 1).replacen(
+                    &format!("</{store}>"),
+                    &format!("</{s3}>"),
+                    1,
+                ))
+            }
+            _ => Bytes::copy_from_slice(body),
         }
-        _ => Bytes::copy_from_slice(body),
     }
 }
 
@@ -106,7 +120,11 @@ mod tests {
     fn moto_root_element_is_renamed_and_others_are_kept() {
         let moto = br#"<?xml version="1.0"?><CompleteMultipartUploadResponse xmlns="x"><ETag>"e-2"</ETag></CompleteMultipartUploadResponse>"#;
         let s3 = r#"<?xml version="1.0"?><CompleteMultipartUploadResult xmlns="x"><ETag>"e-2"</ETag></CompleteMultipartUploadResult>"#;
-        assert_eq!(rename_root(moto), Bytes::from(s3));
-        assert_eq!(rename_root(s3.as_bytes()), Bytes::from(s3));
+        let root = RootElement::COMPLETE_MULTIPART_UPLOAD;
+        assert_eq!(root.rename(moto), Bytes::from(s3));
+        assert_eq!(root.rename(s3.as_bytes()), Bytes::from(s3));
+        let empty = br#"<?xml version="1.0"?><GetBucketVersioningResponse xmlns="x"/>"#;
+        let renamed = RootElement::GET_BUCKET_VERSIONING.rename(empty);
+        assert_eq!(renamed, Bytes::from(r#"<?xml version="1.0"?><VersioningConfiguration xmlns="x"/>"#));
     }
 }

@@ -3,6 +3,8 @@
 //! API, and the xosfs binary mounted over it through /dev/fuse, always unmounted on drop.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -378,4 +380,50 @@ pub fn local_tree() -> (TempDir, PathBuf) {
     let tar = Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(src.path()).arg("tree").status().unwrap();
     assert!(tar.success());
     (src, tarball)
+}
+
+fn c(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap()
+}
+
+pub fn setxattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let name = CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe { libc::setxattr(c(path).as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+pub fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let name = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(c(path).as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+pub fn listxattr(path: &Path) -> Vec<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
+    let n = unsafe { libc::listxattr(c(path).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    buf[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into()).collect()
+}
+
+pub fn removexattr(path: &Path, name: &str) -> std::io::Result<()> {
+    let name = CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    let rc = unsafe { libc::removexattr(c(path).as_ptr(), name.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
