@@ -176,6 +176,32 @@ fn cp_a_and_rsync_ax_of_a_tagged_file_within_the_mount_neither_fail_nor_warn() {
         assert_eq!(getxattr(&m.join(copy), "user.comment").unwrap(), b"first draft", "{copy}");
     }
 
+    // tar --xattrs into the mount restores the tags with the files.
+    let archive = tempfile::tempdir().unwrap();
+    let tarball = archive.path().join("docs.tar");
+    let out = Command::new("tar")
+        .arg("--xattrs")
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(m.path())
+        .arg("docs")
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "tar -c: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::create_dir(m.join("restored")).unwrap();
+    let out = Command::new("tar")
+        .arg("--xattrs")
+        .arg("-xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(m.join("restored"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stderr.is_empty(), "tar -x: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(tags_of(&moto, "restored/docs/a.txt"), tagged);
+    assert_eq!(moto.stored("restored/docs/a.txt").unwrap(), b"alpha");
+
     // Out of the mount: the copy carries the object's tags, not its ETag or URL.
     let local = tempfile::tempdir().unwrap();
     let out = Command::new("cp").arg("-a").arg(&a).arg(local.path().join("a.txt")).output().unwrap();

@@ -107,9 +107,10 @@ impl Fs {
         match by_writer {
             Some(()) => {}
             None => {
-                let stored = self.revalidate(&inode).await?;
+                let (stored, tags) = tokio::join!(self.revalidate(&inode), self.tags_to_keep(&inode, true));
+                let stored = stored?;
                 let base = (size > 0).then(|| BaseObject { etag: stored.etag.clone(), size: stored.size });
-                let writer = self.spawn_writer(&inode, base, Some(&stored))?;
+                let writer = self.spawn_writer(&inode, base, Some(&stored), tags)?;
                 writer.truncate(size).await?;
                 if let Some(uploaded) = writer.close().await? {
                     self.record_upload(ino, uploaded);
@@ -209,14 +210,12 @@ impl Fs {
     /// listxattr(2): the stored user attributes and the listed `user.xos.` views.
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
         let inode = self.inode(ino)?;
+        // First: it fetches the object's HEAD, tags and ACL at once, which the rest reads.
+        let mut names = self.xos_listed(&inode).await?;
         let metadata = match self.pending_options(ino).await? {
             Some(opts) => opts.metadata,
-            None => match self.stored_metadata(&inode).await? {
-                Some(metadata) => metadata,
-                None => return Ok(Vec::new()),
-            },
+            None => self.stored_metadata(&inode).await?.unwrap_or_default(),
         };
-        let mut names = self.xos_listed(&inode).await?;
         names.extend(stored_xattrs(&metadata).into_keys());
         Ok(names)
     }

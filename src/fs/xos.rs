@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::attr::Kind;
 use super::error::FsError;
@@ -52,7 +52,9 @@ pub(super) struct Facts {
     fetched: bool,
     info: Option<ObjectInfo>,
     tags: Option<Tags>,
-    acl: Option<String>,
+    /// Fetched (`Some`), and `None` inside where there is none (no object, or a store
+    /// without ACLs).
+    acl: Option<Option<String>>,
 }
 
 /// The facts of recently asked-about inodes; expired ones go once there are many.
@@ -163,6 +165,12 @@ impl Fs {
             return Ok(facts);
         }
         let key = self.key(inode)?;
+        // The root of a whole-bucket mount is no object: nothing to ask.
+        let (need_tags, need_acl) = (need_tags && !key.is_empty(), need_acl && !key.is_empty());
+        if key.is_empty() {
+            facts.tags.get_or_insert_with(Tags::new);
+            facts.acl.get_or_insert(None);
+        }
         let (info, got_tags, got_acl) = tokio::join!(
             async {
                 if need_info {
@@ -195,10 +203,27 @@ impl Fs {
             facts.tags = Some(or_none(t, Tags::new(), no_object)?);
         }
         if let Some(a) = got_acl {
-            facts.acl = Some(or_none(a, String::new(), no_object)?).filter(|a| !a.is_empty());
+            facts.acl = Some(Some(or_none(a, String::new(), no_object)?).filter(|a| !a.is_empty()));
         }
         self.facts.insert(inode.ino, at, facts.clone(), self.cfg.metadata_ttl);
         Ok(facts)
+    }
+
+    /// The tags a rewrite of `inode` must store again (`wanted`: a new writer is made), or
+    /// `None` when it has none. A failure only costs the tags, with a log line: the write
+    /// itself does not depend on them.
+    pub(super) async fn tags_to_keep(&self, inode: &Inode, wanted: bool) -> Option<Tags> {
+        if !wanted {
+            return None;
+        }
+        let key = self.key(inode).ok()?;
+        match or_none(self.client.get_tags(&key).await, Tags::new(), true) {
+            Ok(tags) => Some(tags).filter(|t| !t.is_empty()),
+            Err(e) => {
+                warn!("the tags of {key} will not be kept by its rewrite: {e}");
+                None
+            }
+        }
     }
 
     /// The `user.xos.` names listxattr shows for `inode` (see the module's comment).
@@ -206,16 +231,22 @@ impl Fs {
         if let Some(opts) = self.pending_options(inode.ino).await? {
             return Ok(pending_listed(&opts));
         }
-        let facts = self.facts(inode, true, false).await?;
+        // The kernel refuses user attributes on symlinks and special files: a copy of one
+        // must not be handed names it cannot set.
+        if !matches!(inode.kind, Kind::File | Kind::Directory) {
+            return Ok(Vec::new());
+        }
+        // A name is listed only where it has a value (a store without ACLs has none), so a
+        // tool reading every listed name gets each.
+        let facts = self.facts(inode, true, true).await?;
         let Some(info) = &facts.info else { return Ok(Vec::new()) };
-        let mut names = vec![ACL, STORAGE_CLASS];
-        if info.content_type.is_some() {
-            names.push(CONTENT_TYPE);
-        }
-        if facts.tags.as_ref().is_some_and(|t| !t.is_empty()) {
-            names.push(TAGS);
-        }
-        Ok(names.into_iter().map(String::from).collect())
+        let listed = [
+            (TAGS, facts.tags.as_ref().is_some_and(|t| !t.is_empty())),
+            (ACL, facts.acl.as_ref().is_some_and(Option::is_some)),
+            (STORAGE_CLASS, true),
+            (CONTENT_TYPE, info.content_type.is_some()),
+        ];
+        Ok(listed.into_iter().filter(|(_, has)| *has).map(|(n, _)| n.to_string()).collect())
     }
 
     /// The stored object's user metadata (for the xattrs kept in it), from the facts.
@@ -246,7 +277,7 @@ impl Fs {
             Name::StorageClass => Some(info.storage_class.unwrap_or_else(|| "STANDARD".into())),
             Name::ContentType => info.content_type,
             Name::Tags => facts.tags.filter(|t| !t.is_empty()).map(|t| settings::format_tags(&t)),
-            Name::Acl => facts.acl,
+            Name::Acl => facts.acl.flatten(),
             Name::VersionId => info.version_id,
             Name::Url(expiry) => {
                 let expiry = expiry.unwrap_or(self.cfg.presign_expiry);
@@ -333,7 +364,9 @@ impl Fs {
         let key = self.key(inode)?;
         let result = match change {
             Change::Tags(tags) if Some(&tags) != facts.tags.as_ref() => self.client.put_tags(&key, &tags).await,
-            Change::Acl(acl) if Some(&acl) != facts.acl.as_ref() => self.client.put_acl(&key, &acl).await,
+            Change::Acl(acl) if Some(&acl) != facts.acl.as_ref().and_then(Option::as_ref) => {
+                self.client.put_acl(&key, &acl).await
+            }
             Change::StorageClass(class) if Some(&class) != info.storage_class.as_ref().or(Some(&"STANDARD".into())) => {
                 return self
                     .rewrite_metadata(inode, |i| {
