@@ -117,7 +117,7 @@ fn user_xattrs_round_trip_in_s3fs_encoding_and_xos_views_show_the_object() {
 }
 
 #[test]
-fn reading_every_attribute_of_a_file_costs_one_head_and_one_tagging_request() {
+fn reading_every_attribute_costs_one_head_and_one_tagging_request_and_bad_tags_none() {
     let server = Server::memory();
     server.put("report.pdf", b"pdf".to_vec());
     let m = server.mount(&[]);
@@ -135,6 +135,18 @@ fn reading_every_attribute_of_a_file_costs_one_head_and_one_tagging_request() {
     let stats = server.server.stats();
     assert_eq!(stats.count("HeadObject"), 1, "{dump}");
     assert_eq!(stats.count("GetObjectTagging"), 1, "{dump}");
+
+    // Tags past XOS's limits are refused before any request.
+    stats.reset();
+    let eleven: Vec<String> = (0..11).map(|i| format!("k{i}=v")).collect();
+    let refused = setxattr(&report, "user.xos.tags", eleven.join("&").as_bytes(), 0);
+    assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::E2BIG));
+    let long_key = format!("{}=v", "k".repeat(129));
+    let refused = setxattr(&report, "user.xos.tags", long_key.as_bytes(), 0);
+    assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    for op in ["HeadObject", "GetObjectTagging", "PutObjectTagging"] {
+        assert_eq!(stats.count(op), 0, "{op} sent for a value over the limits");
+    }
 }
 
 #[test]

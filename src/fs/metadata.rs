@@ -107,7 +107,8 @@ impl Fs {
         match by_writer {
             Some(()) => {}
             None => {
-                let (stored, tags) = tokio::join!(self.revalidate(&inode), self.tags_to_keep(&inode, true));
+                let key = self.key(&inode)?;
+                let (stored, tags) = tokio::join!(self.revalidate(&inode), self.tags_to_keep(&key));
                 let stored = stored?;
                 let base = (size > 0).then(|| BaseObject { etag: stored.etag.clone(), size: stored.size });
                 let writer = self.spawn_writer(&inode, base, Some(&stored), tags)?;

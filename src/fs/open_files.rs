@@ -13,6 +13,7 @@ use super::attr::{self, Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
 use super::inode::Inode;
 use super::writers::Attach;
+use super::xos::when;
 use super::{content_type_for, rewrite_options, thread_group_of, unless_closed, Fs};
 use super::{Changer, Opened, MAX_COPY_RANGE_REPLY};
 use crate::read::Prefetcher;
@@ -59,7 +60,8 @@ impl Fs {
         let stored = if new_writer || self.needs_revalidation(&inode) {
             // A new writer stores the object's tags again with the data (S3 drops them on a
             // PUT): they are asked for together with the HEAD.
-            let (info, tags) = tokio::join!(self.revalidate(&inode), self.tags_to_keep(&inode, new_writer));
+            let key = self.key(&inode)?;
+            let (info, tags) = tokio::join!(self.revalidate(&inode), when(new_writer, self.tags_to_keep(&key)));
             match info {
                 Ok(info) => Some((info, tags)),
                 // Created here and not stored yet: nothing to carry over.
@@ -77,7 +79,7 @@ impl Fs {
             // A writer found at first may have ended since (a release right before this
             // open): a new one needs the object's version now, so the open starts over.
             let spawn = || match &stored {
-                Some((info, tags)) => self.spawn_writer(&inode, base, Some(info), tags.clone()).map_err(Some),
+                Some((info, tags)) => self.spawn_writer(&inode, base, Some(info), tags.clone().flatten()).map_err(Some),
                 None => Err(None),
             };
             let attached = match self.writers.attach(ino, spawn) {

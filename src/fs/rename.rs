@@ -102,10 +102,12 @@ impl Fs {
             return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
         }
         let etag = info.etag.as_deref().ok_or(FsError::NotSupported)?;
-        // A part copy starts a new upload, which must be given the metadata to keep.
-        let kept = rewrite_options(&self.upload_defaults, to, info);
-        let opts = opts.unwrap_or(&kept);
-        Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, opts).await?)
+        // A part copy starts a new upload, which must be given the metadata and tags to keep.
+        let mut opts = opts.cloned().unwrap_or_else(|| rewrite_options(&self.upload_defaults, to, info));
+        if opts.tags.is_none() {
+            opts.tags = self.tags_to_keep(from).await;
+        }
+        Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, &opts).await?)
     }
 
     pub(super) async fn rename_dir(&self, src: &Inode, new_prefix: &str) -> Result<(), FsError> {

@@ -147,6 +147,14 @@ fn or_none<T>(answer: Result<T, ObjectError>, none: T, no_object: bool) -> Resul
     }
 }
 
+/// `request`'s answer when `needed`, else none and no request.
+pub(super) async fn when<T>(needed: bool, request: impl std::future::Future<Output = T>) -> Option<T> {
+    match needed {
+        true => Some(request.await),
+        false => None,
+    }
+}
+
 fn text(value: &[u8]) -> Result<&str, FsError> {
     std::str::from_utf8(value).map(str::trim).map_err(|_| invalid("the value is not UTF-8".into()))
 }
@@ -172,27 +180,9 @@ impl Fs {
             facts.acl.get_or_insert(None);
         }
         let (info, got_tags, got_acl) = tokio::join!(
-            async {
-                if need_info {
-                    Some(self.stored_info(inode).await)
-                } else {
-                    None
-                }
-            },
-            async {
-                if need_tags {
-                    Some(self.client.get_tags(&key).await)
-                } else {
-                    None
-                }
-            },
-            async {
-                if need_acl {
-                    Some(self.client.get_acl(&key).await)
-                } else {
-                    None
-                }
-            },
+            when(need_info, self.stored_info(inode)),
+            when(need_tags, self.client.get_tags(&key)),
+            when(need_acl, self.client.get_acl(&key)),
         );
         if let Some(info) = info {
             facts.info = info?;
@@ -209,18 +199,14 @@ impl Fs {
         Ok(facts)
     }
 
-    /// The tags a rewrite of `inode` must store again (`wanted`: a new writer is made), or
-    /// `None` when it has none. A failure only costs the tags, with a log line: the write
-    /// itself does not depend on them.
-    pub(super) async fn tags_to_keep(&self, inode: &Inode, wanted: bool) -> Option<Tags> {
-        if !wanted {
-            return None;
-        }
-        let key = self.key(inode).ok()?;
-        match or_none(self.client.get_tags(&key).await, Tags::new(), true) {
+    /// The tags of `key` that a new upload of it (a rewrite, a part copy) must store again,
+    /// or `None` when it has none. A failure only costs the tags, with a log line: the
+    /// write itself does not depend on them.
+    pub(super) async fn tags_to_keep(&self, key: &str) -> Option<Tags> {
+        match or_none(self.client.get_tags(key).await, Tags::new(), true) {
             Ok(tags) => Some(tags).filter(|t| !t.is_empty()),
             Err(e) => {
-                warn!("the tags of {key} will not be kept by its rewrite: {e}");
+                warn!("the tags of {key} will not be kept by its new upload: {e}");
                 None
             }
         }
