@@ -52,6 +52,15 @@ fn tags_of(moto: &Moto, key: &str) -> Vec<(String, String)> {
     tags
 }
 
+/// Whether the object's grants give everyone READ (the canned `public-read`).
+fn public_read(moto: &Moto, key: &str) -> bool {
+    let acl = moto.block_on(moto.client.get_object_acl().bucket(BUCKET).key(key).send()).unwrap();
+    acl.grants().iter().any(|g| {
+        g.grantee().and_then(|g| g.uri()).is_some_and(|u| u.ends_with("/AllUsers"))
+            && g.permission().map(|p| p.as_str()) == Some("READ")
+    })
+}
+
 fn tag_pairs(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
@@ -117,12 +126,7 @@ fn tags_acl_storage_class_and_content_type_are_set_through_xattrs_and_seen_by_th
     // The ACL, read back from the grants; set with PutObjectAcl.
     assert_eq!(getxattr(&clip, "user.xos.acl").unwrap(), b"private");
     setxattr(&clip, "user.xos.acl", b"public-read", 0).unwrap();
-    let acl = moto.block_on(moto.client.get_object_acl().bucket(BUCKET).key("clip.mp4").send()).unwrap();
-    assert!(
-        acl.grants().iter().any(|g| g.grantee().and_then(|g| g.uri()).is_some_and(|u| u.ends_with("/AllUsers"))
-            && g.permission().map(|p| p.as_str()) == Some("READ")),
-        "{acl:?}"
-    );
+    assert!(public_read(&moto, "clip.mp4"));
     assert_eq!(getxattr(&clip, "user.xos.acl").unwrap(), b"public-read");
     assert_eq!(errno(setxattr(&clip, "user.xos.acl", b"everyone", 0)), Some(libc::EINVAL));
 
@@ -133,6 +137,7 @@ fn tags_acl_storage_class_and_content_type_are_set_through_xattrs_and_seen_by_th
     assert_eq!(moto.stored("clip.mp4").unwrap(), b"frames");
     setxattr(&clip, "user.xos.content_type", b"video/mp4", 0).unwrap();
     assert_eq!(head(&moto, "clip.mp4").content_type(), Some("video/mp4"));
+    assert!(public_read(&moto, "clip.mp4"), "the copies onto itself lost the ACL");
 
     // Computed views: the ETag and the version (none: the bucket is not versioned).
     let etag = head(&moto, "clip.mp4").e_tag().unwrap().trim_matches('"').to_string();
@@ -162,6 +167,7 @@ fn cp_a_and_rsync_ax_of_a_tagged_file_within_the_mount_neither_fail_nor_warn() {
     let m = moto.mount(&[]);
     let a = m.join("docs/a.txt");
     setxattr(&a, "user.xos.tags", b"team=blue&year=2026", 0).unwrap();
+    setxattr(&a, "user.xos.acl", b"public-read", 0).unwrap();
     setxattr(&a, "user.comment", b"first draft", 0).unwrap();
 
     let out = Command::new("cp").arg("-a").arg(&a).arg(m.join("docs/b.txt")).output().unwrap();
@@ -173,8 +179,19 @@ fn cp_a_and_rsync_ax_of_a_tagged_file_within_the_mount_neither_fail_nor_warn() {
     for copy in ["docs/b.txt", "docs/c.txt"] {
         assert_eq!(moto.stored(copy).unwrap(), b"alpha", "{copy}");
         assert_eq!(tags_of(&moto, copy), tagged, "{copy}");
+        assert!(public_read(&moto, copy), "{copy} lost its ACL");
         assert_eq!(getxattr(&m.join(copy), "user.comment").unwrap(), b"first draft", "{copy}");
     }
+
+    // A chmod (a copy onto itself) and a rewrite (a new PUT) keep the tags and the ACL.
+    std::fs::set_permissions(&a, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut file = std::fs::OpenOptions::new().append(true).open(&a).unwrap();
+    std::io::Write::write_all(&mut file, b" and beta").unwrap();
+    drop(file);
+    assert_eq!(moto.stored("docs/a.txt").unwrap(), b"alpha and beta");
+    assert_eq!(tags_of(&moto, "docs/a.txt"), tagged);
+    assert!(public_read(&moto, "docs/a.txt"), "a.txt lost its ACL");
+    std::fs::write(&a, b"alpha").unwrap();
 
     // tar --xattrs into the mount restores the tags with the files.
     let archive = tempfile::tempdir().unwrap();

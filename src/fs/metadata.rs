@@ -108,10 +108,10 @@ impl Fs {
             Some(()) => {}
             None => {
                 let key = self.key(&inode)?;
-                let (stored, tags) = tokio::join!(self.revalidate(&inode), self.tags_to_keep(&key));
+                let (stored, kept) = tokio::join!(self.revalidate(&inode), self.kept(&key, true));
                 let stored = stored?;
                 let base = (size > 0).then(|| BaseObject { etag: stored.etag.clone(), size: stored.size });
-                let writer = self.spawn_writer(&inode, base, Some(&stored), tags)?;
+                let writer = self.spawn_writer(&inode, base, Some(&stored), kept)?;
                 writer.truncate(size).await?;
                 if let Some(uploaded) = writer.close().await? {
                     self.record_upload(ino, uploaded);
@@ -130,7 +130,9 @@ impl Fs {
         edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
     ) -> Result<(), FsError> {
         let key = self.key(inode)?;
-        let Some(mut info) = self.stored_info(inode).await? else {
+        // A copy keeps the tags but gets no ACL: the object's is asked for with the HEAD.
+        let (info, kept) = tokio::join!(self.stored_info(inode), self.kept(&key, false));
+        let Some(mut info) = info? else {
             let current = self.attr_of(inode);
             let dir_mode = libc::S_IFDIR | u32::from(current.perm);
             let opts = self.marker_options(dir_mode, current.uid, current.gid, current.mtime);
@@ -160,10 +162,11 @@ impl Fs {
             return Err(FsError::AttributesTooBig);
         }
         // Exactly the Content-Type the edit left, generic or not.
-        let opts = PutOptions {
+        let mut opts = PutOptions {
             content_type: info.content_type.clone(),
             ..rewrite_options(&self.upload_defaults, &key, &info)
         };
+        kept.apply(&mut opts);
         let etag = self.client.copy_object(&key, source_etag.as_deref(), &key, Some(&opts)).await?;
         inode.set_stat(ObjectStat {
             size: info.size,

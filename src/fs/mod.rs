@@ -131,7 +131,8 @@ fn content_type_for(name: &str) -> Option<String> {
 /// everything the object carried is kept (other tools' user metadata, xattrs, a
 /// Content-Type someone chose, a storage class other than the default), so rewriting a
 /// file changes its data and nothing else. A generic Content-Type is replaced by the
-/// name's. The ACL is the mount's: an object's own ACL is not read back (see SEMANTICS.md).
+/// name's. The ACL is the mount's and no tags are set: the callers add the object's own
+/// (xos.rs `Kept`), which S3 drops on a PUT and a copy.
 fn rewrite_options(defaults: &UploadDefaults, name: &str, stored: &ObjectInfo) -> PutOptions {
     const GENERIC_TYPES: [&str; 3] = ["", "application/octet-stream", "binary/octet-stream"];
     let content_type =

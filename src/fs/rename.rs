@@ -75,8 +75,11 @@ impl Fs {
                 self.record_upload(src.ino, uploaded);
             }
         }
-        let info = self.client.head_object(&old_key).await?;
-        let opts = rewrite_options(&self.upload_defaults, new_key, &info);
+        // The copy gets no ACL of its own: the object's is asked for with the HEAD.
+        let (info, kept) = tokio::join!(self.client.head_object(&old_key), self.kept(&old_key, false));
+        let info = info?;
+        let mut opts = rewrite_options(&self.upload_defaults, new_key, &info);
+        kept.apply(&mut opts);
         let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
         self.client.delete_object(&old_key).await?;
         if let Some(writer) = writer {
@@ -102,10 +105,11 @@ impl Fs {
             return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
         }
         let etag = info.etag.as_deref().ok_or(FsError::NotSupported)?;
-        // A part copy starts a new upload, which must be given the metadata and tags to keep.
+        // A part copy starts a new upload, which must be given the metadata, tags and ACL
+        // to keep.
         let mut opts = opts.cloned().unwrap_or_else(|| rewrite_options(&self.upload_defaults, to, info));
         if opts.tags.is_none() {
-            opts.tags = self.tags_to_keep(from).await;
+            self.kept(from, true).await.apply(&mut opts);
         }
         Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, &opts).await?)
     }

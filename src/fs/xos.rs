@@ -199,17 +199,36 @@ impl Fs {
         Ok(facts)
     }
 
-    /// The tags of `key` that a new upload of it (a rewrite, a part copy) must store again,
-    /// or `None` when it has none. A failure only costs the tags, with a log line: the
-    /// write itself does not depend on them.
-    pub(super) async fn tags_to_keep(&self, key: &str) -> Option<Tags> {
-        match or_none(self.client.get_tags(key).await, Tags::new(), true) {
+    /// What a new upload of `key` (a rewrite, a copy) must store again: S3 keeps neither
+    /// tags nor ACL on a PUT, and a copy gets no ACL (but the tags, unless `with_tags`
+    /// asks for them). Asked for together; a failure only costs what failed, with a log
+    /// line: the write itself does not depend on it.
+    pub(super) async fn kept(&self, key: &str, with_tags: bool) -> Kept {
+        let (tags, acl) = tokio::join!(when(with_tags, self.client.get_tags(key)), self.client.get_acl(key));
+        let tags = tags.unwrap_or(Ok(Tags::new()));
+        let lost = |what: &str, e: ObjectError| {
+            // Keys allowed to write but not to read tags or ACLs would log on every write.
+            match e.kind {
+                ErrorKind::AccessDenied => debug!("the {what} of {key} are not kept by its new upload: {e}"),
+                _ => warn!("the {what} of {key} are not kept by its new upload: {e}"),
+            }
+        };
+        let tags = match or_none(tags, Tags::new(), true) {
             Ok(tags) => Some(tags).filter(|t| !t.is_empty()),
             Err(e) => {
-                warn!("the tags of {key} will not be kept by its new upload: {e}");
+                lost("tags", e);
                 None
             }
-        }
+        };
+        // Only a canned ACL can be sent again; a custom one gives way to the mount's --acl.
+        let acl = match or_none(acl, String::new(), true) {
+            Ok(acl) => settings::CANNED_ACLS.contains(&acl.as_str()).then_some(acl),
+            Err(e) => {
+                lost("ACL", e);
+                None
+            }
+        };
+        Kept { tags, acl }
     }
 
     /// The `user.xos.` names listxattr shows for `inode` (see the module's comment).
@@ -390,6 +409,24 @@ impl Fs {
         match self.writer_of(ino) {
             Some(writer) => Ok(super::unless_closed(writer.options().await)?),
             None => Ok(None),
+        }
+    }
+}
+
+/// The tags and canned ACL of an object that its new upload stores again.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Kept {
+    pub tags: Option<Tags>,
+    pub acl: Option<String>,
+}
+
+impl Kept {
+    pub(super) fn apply(self, opts: &mut PutOptions) {
+        if self.tags.is_some() {
+            opts.tags = self.tags;
+        }
+        if self.acl.is_some() {
+            opts.acl = self.acl;
         }
     }
 }
