@@ -88,6 +88,7 @@ impl Fs {
         let mut stat = src.stat();
         stat.etag = etag;
         src.set_stat(stat);
+        self.facts.forget(src.ino);
         self.readers_follow(src.ino);
         Ok(())
     }
