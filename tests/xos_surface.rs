@@ -334,6 +334,15 @@ fn share_and_info_work_through_the_mount_and_the_link_serves_the_file() {
     ] {
         assert!(info.lines().any(|l| l == line), "{line:?} not in\n{info}");
     }
+    drop(m);
+
+    // Through a prefix mount the key is the prefix's.
+    let m = moto.mount_spec(&format!("{BUCKET}:/media"), &[]);
+    let out = user_command(&["info", m.join("song.flac").to_str().unwrap()]);
+    let info = String::from_utf8(out.stdout).unwrap();
+    assert!(info.lines().any(|l| l == "key: media/song.flac"), "{info}");
+    let out = user_command(&["share", m.join("song.flac").to_str().unwrap()]);
+    assert_eq!(http_get(String::from_utf8(out.stdout).unwrap().trim()), (200, b"music".to_vec()));
 }
 
 /// `xosfs ARGS` run as a user would, without the mount's credentials.
