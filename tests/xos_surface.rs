@@ -411,3 +411,27 @@ fn version_at_mounts_the_bucket_as_it_was_read_only() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1);
 }
+
+#[test]
+fn version_at_pages_through_more_than_a_thousand_versions() {
+    let moto = Moto::start();
+    moto.enable_versioning();
+    // 600 keys of two versions each, then a delete marker on each: 1,800 entries, two
+    // pages of ListObjectVersions continued by key and version-id markers.
+    let keys: Vec<String> = (0..600).map(|i| format!("many/k{i:04}")).collect();
+    moto.put_many(keys.iter().map(|k| (k.clone(), b"old".to_vec())).collect());
+    moto.put_many(keys.iter().map(|k| (k.clone(), b"kept".to_vec())).collect());
+    std::thread::sleep(Duration::from_millis(1500));
+    let at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+    std::thread::sleep(Duration::from_millis(1500));
+    for key in &keys {
+        moto.block_on(moto.client.delete_object().bucket(BUCKET).key(key).send()).unwrap();
+    }
+    assert!(moto.keys().is_empty());
+
+    let time =
+        aws_smithy_types::DateTime::from_secs(at as i64).fmt(aws_smithy_types::date_time::Format::DateTime).unwrap();
+    let m = moto.mount(&["--version-at", &time]);
+    assert_eq!(common::ls(&m.join("many")).len(), 600);
+    assert_eq!(std::fs::read(m.join("many/k0599")).unwrap(), b"kept");
+}
