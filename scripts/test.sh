@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one command that runs every test: installs what the tests need (FUSE tools, gio,
-# pjdfstest; Rust must already be there), then runs the whole workspace's tests. Needs root
+# moto, pjdfstest; Rust must already be there), then runs the whole workspace's tests. Needs root
 # (or a user allowed to mount FUSE filesystems; tests/pjdfstest.rs needs root) and /dev/fuse.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     as_root apt-get update -qq
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}"
 fi
+# moto's S3 server (tests/xos_surface.rs): tagging, ACLs, versioning, bucket settings.
+command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]'
 [ -e /dev/fuse ] || { echo "test.sh: /dev/fuse is missing: the tests mount real FUSE filesystems" >&2; exit 1; }
 
 # pjdfstest (POSIX conformance, tests/pjdfstest.rs), at the version its expected failures

@@ -1,8 +1,8 @@
 //! The command line: clap definitions, and the `-o a,b=c` option list folded into the same
 //! flags so that both spellings reach one parser and one set of checks.
 //!
-//! `xosfs BUCKET MOUNTPOINT` mounts; `xosfs cleanup` and `xosfs completions` are
-//! subcommands. A bucket literally named like a subcommand is mounted as `cleanup:/`.
+//! `xosfs BUCKET MOUNTPOINT` mounts; `xosfs cleanup`, `recover`, `share`, `info` and
+//! `completions` are subcommands. A bucket literally named like a subcommand is mounted as `cleanup:/`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -35,6 +35,11 @@ pub enum Command {
     /// Print what the daemon of the xosfs mount at MOUNTPOINT is doing: requests, errors,
     /// bytes, cache, uploads pending (read from its control socket).
     Stats(Box<StatsArgs>),
+    /// Print a link anyone can download the file PATH (inside a mounted xosfs) with.
+    Share(ShareArgs),
+    /// Print what XOS keeps of the file PATH (inside a mounted xosfs): key, ETag, version,
+    /// size, storage class, Content-Type, tags and ACL.
+    Info(InfoArgs),
     /// Print a completion script for SHELL on stdout.
     Completions {
         #[arg(value_enum, value_name = "SHELL")]
@@ -49,7 +54,30 @@ pub enum Invocation {
     Cleanup(Box<CleanupArgs>),
     Recover(Box<RecoverArgs>),
     Stats(Box<StatsArgs>),
+    Share(ShareArgs),
+    Info(InfoArgs),
     Completions(clap_complete::Shell),
+}
+
+/// `xosfs share`: which file, for how long.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// A file inside a mounted xosfs.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// How long the link works: a number with s, m, h or d, at most 7d (SigV4's limit)
+    /// [default: the mount's --presign-expiry].
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
+}
+
+/// `xosfs info`: which file.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// A file or directory inside a mounted xosfs.
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
 }
 
 /// How to reach the bucket and with which keys: the same for a mount and for `cleanup`.
@@ -318,6 +346,17 @@ pub struct MountArgs {
     #[arg(long, value_name = "CLASS")]
     pub storage_class: Option<String>,
 
+    /// How long the presigned URL in a file's user.xos.url attribute is valid: a number
+    /// with s, m, h or d, at most 7d (SigV4's limit).
+    #[arg(long, value_name = "DURATION", default_value = "3600s")]
+    pub presign_expiry: String,
+
+    /// Mount a versioned bucket read-only as it was at TIME: RFC 3339
+    /// (2026-11-30T18:00:00Z) or local time as YYYY-MM-DD HH:MM[:SS]. Each key shows its
+    /// newest version stored at or before TIME (none when that is a delete marker).
+    #[arg(long, value_name = "TIME")]
+    pub version_at: Option<String>,
+
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: String,
@@ -436,6 +475,8 @@ fn invocation(matches: ArgMatches) -> Result<Invocation, clap::Error> {
         Command::Cleanup(args) => Invocation::Cleanup(args),
         Command::Recover(args) => Invocation::Recover(args),
         Command::Stats(args) => Invocation::Stats(args),
+        Command::Share(args) => Invocation::Share(args),
+        Command::Info(args) => Invocation::Info(args),
         Command::Completions { shell } => Invocation::Completions(shell),
     })
 }

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::cli::{CleanupArgs, ConnectionArgs, MountArgs, RecoverArgs};
 use crate::credentials::{CredentialsConfig, RoleConfig};
@@ -56,6 +56,10 @@ pub enum ConfigError {
     RolePolicy(usize),
     #[error("{option} '{value}' is not a duration (a number with s, m, h or d, e.g. 30m, 24h, 7d)")]
     Duration { option: &'static str, value: String },
+    #[error("{option} '{value}' must be 1s to 7d (SigV4's limit on presigned URLs)")]
+    PresignExpiry { option: &'static str, value: String },
+    #[error("{option} '{value}' is not a time: give RFC 3339 (2026-11-30T18:00:00Z) or local YYYY-MM-DD HH:MM[:SS]")]
+    Time { option: &'static str, value: String },
 }
 
 const CANNED_ACLS: &[&str] = &[
@@ -141,6 +145,8 @@ pub struct FsConfig {
     pub umask: u16,
     /// The mount point's own permission bits, when set apart from other directories.
     pub root_mode: Option<u16>,
+    /// How long the URL in `user.xos.url` is valid.
+    pub presign_expiry: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +165,8 @@ pub struct Config {
     /// Where metrics are served over HTTP, if anywhere.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub bandwidth: Bandwidth,
+    /// `--version-at`: show the bucket as it was then (the mount is read-only).
+    pub version_at: Option<SystemTime>,
 }
 
 /// `--max-bandwidth`: bytes per second each way, `None` for no cap.
@@ -358,6 +366,8 @@ impl Config {
         let (euid, egid) = unsafe { (libc::geteuid(), libc::getegid()) };
         let cache_dir = resolve_cache_dir(cli.cache_dir)?;
         let keep_failed = parse_duration("--keep-failed", &cli.keep_failed)?;
+        let presign_expiry = parse_presign_expiry("--presign-expiry", &cli.presign_expiry)?;
+        let version_at = cli.version_at.as_deref().map(|t| parse_time("--version-at", t)).transpose()?;
         let cache_limit = match &cli.cache_limit {
             Some(limit) => Some(parse_size("--cache-limit", limit)?),
             None => None,
@@ -369,7 +379,7 @@ impl Config {
             s3,
             fs: FsConfig {
                 prefix,
-                read_only: cli.read_only,
+                read_only: cli.read_only || version_at.is_some(),
                 uid: cli.uid.unwrap_or(euid),
                 gid: cli.gid.unwrap_or(egid),
                 file_mode,
@@ -379,6 +389,7 @@ impl Config {
                 negative_ttl,
                 umask,
                 root_mode,
+                presign_expiry,
             },
             read: ReadSettings { block_size, cache_size, max_prefetch },
             write: WriteSettings {
@@ -407,6 +418,7 @@ impl Config {
             log_file: cli.log_file,
             bandwidth,
             metrics_addr: cli.metrics_addr.map(|a| a.parse().map_err(|_| ConfigError::MetricsAddr(a))).transpose()?,
+            version_at,
         })
     }
 }
@@ -477,6 +489,91 @@ pub fn parse_duration(option: &'static str, value: &str) -> Result<Duration, Con
     num.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(err)
 }
 
+/// How long a presigned URL is valid: a duration of 1 second to 7 days (SigV4's longest).
+pub fn parse_presign_expiry(option: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let expiry = parse_duration(option, value)?;
+    if expiry.is_zero() || expiry > Duration::from_secs(7 * 86400) {
+        return Err(ConfigError::PresignExpiry { option, value: value.to_string() });
+    }
+    Ok(expiry)
+}
+
+/// A moment as RFC 3339 (`2026-11-30T18:00:00Z`, `2026-11-30T18:00:00+08:00`) or as local
+/// time `YYYY-MM-DD HH:MM[:SS]`.
+pub fn parse_time(option: &'static str, value: &str) -> Result<SystemTime, ConfigError> {
+    let err = || ConfigError::Time { option, value: value.to_string() };
+    let v = value.trim();
+    if v.len() < 16 || !v.is_char_boundary(10) || !matches!(&v[10..11], " " | "T" | "t") {
+        return Err(err());
+    }
+    let (date, rest) = (&v[..10], &v[11..]);
+    let (clock, zone) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&rest[..i], Some(&rest[i..])),
+        None => (rest, None),
+    };
+    let number = |s: &str| s.parse::<i64>().ok().filter(|_| s.bytes().all(|b| b.is_ascii_digit()));
+    let d: Vec<i64> = date.split('-').map(number).collect::<Option<_>>().ok_or_else(err)?;
+    // Fractions of a second are dropped: versions are told apart to the second anyway.
+    let whole = clock.split('.').next().unwrap_or_default();
+    let t: Vec<i64> = whole.split(':').map(number).collect::<Option<_>>().ok_or_else(err)?;
+    let (&[year, month, day], [hour, minute, rest @ ..]) = (d.as_slice(), t.as_slice()) else { return Err(err()) };
+    let second = match rest {
+        [] => 0,
+        [s] => *s,
+        _ => return Err(err()),
+    };
+    let days_in_month = match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1..=12).contains(&month) || !(1..=days_in_month).contains(&day) || *hour > 23 || *minute > 59 || second > 60 {
+        return Err(err());
+    }
+    let secs = match zone {
+        Some("Z" | "z") => utc_seconds(year, month, day, *hour, *minute, second),
+        Some(offset) => {
+            let sign = if offset.starts_with('-') { -1 } else { 1 };
+            let o: Vec<i64> = offset[1..].split(':').map(number).collect::<Option<_>>().ok_or_else(err)?;
+            let [oh, om] = o.as_slice() else { return Err(err()) };
+            utc_seconds(year, month, day, *hour, *minute, second) - sign * (oh * 3600 + om * 60)
+        }
+        None => local_seconds(year, month, day, *hour, *minute, second).ok_or_else(err)?,
+    };
+    let since = u64::try_from(secs).map_err(|_| err())?;
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(since))
+}
+
+/// Seconds since the epoch of a UTC date and time (days from the civil calendar).
+fn utc_seconds(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    days * 86_400 + hour * 3600 + minute * 60 + second
+}
+
+/// Seconds since the epoch of a local date and time, as the C library's time zone
+/// rules (TZ, /etc/localtime) place it.
+fn local_seconds(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -> Option<i64> {
+    // SAFETY: an all-zero tm is valid; mktime reads and normalizes only this struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    tm.tm_year = i32::try_from(year - 1900).ok()?;
+    tm.tm_mon = (month - 1) as i32;
+    tm.tm_mday = day as i32;
+    tm.tm_hour = hour as i32;
+    tm.tm_min = minute as i32;
+    tm.tm_sec = second as i32;
+    // Whether daylight saving time applies is for mktime to find out.
+    tm.tm_isdst = -1;
+    // SAFETY: tm is a valid, initialized struct tm.
+    let t = unsafe { libc::mktime(&mut tm) };
+    (t != -1).then_some(t)
+}
+
 /// Bytes, with an optional K, M, G or T suffix (powers of 1024; `MiB`/`MB` spellings too).
 pub fn parse_size(option: &'static str, value: &str) -> Result<u64, ConfigError> {
     let err = || ConfigError::Size { option, value: value.to_string() };
@@ -534,6 +631,29 @@ mod tests {
         assert!(parse_bucket_spec("b:/x/../y").is_err());
         assert!(parse_bucket_spec("").is_err());
         assert!(parse_bucket_spec("a b").is_err());
+    }
+
+    #[test]
+    fn times_are_rfc3339_or_local() {
+        let at = |s| parse_time("--version-at", s).unwrap().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        assert_eq!(at("2026-11-30T18:00:00Z"), 1_796_061_600);
+        assert_eq!(at("2026-11-30T18:00:00.250Z"), 1_796_061_600);
+        assert_eq!(at("2026-11-30T18:00:00+08:00"), 1_796_061_600 - 8 * 3600);
+        assert_eq!(at("2000-02-29T00:00:00-01:30"), 951_782_400 + 5400);
+        // Local time is within a day of the same clock reading in UTC, whatever the zone.
+        let local = at("2026-11-30 18:00") as i64;
+        assert!((local - 1_796_061_600).abs() <= 14 * 3600, "{local}");
+        assert_eq!(at("2026-11-30 18:00:30") as i64, local + 30);
+        for bad in [
+            "2026-11-30",
+            "2026-13-01 00:00",
+            "2026-02-29 10:00",
+            "2026-11-30 25:00",
+            "yesterday",
+            "2026-11-30 18:00+8",
+        ] {
+            assert!(parse_time("--version-at", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod mount;
 pub mod read;
 pub mod recover;
 pub mod s3;
+pub mod share;
 pub mod stats;
 pub mod store;
 pub mod times;

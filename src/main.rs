@@ -1,6 +1,7 @@
 //! `xosfs [OPTIONS] BUCKET[:/PREFIX] MOUNTPOINT`: parse, check, daemonize, mount, serve.
-//! `xosfs cleanup ...` aborts stale multipart uploads; `xosfs completions SHELL` prints a
-//! completion script.
+//! `xosfs cleanup ...` aborts stale multipart uploads; `xosfs recover` handles kept files;
+//! `xosfs share PATH` and `xosfs info PATH` read a mounted file's XOS attributes;
+//! `xosfs completions SHELL` prints a completion script.
 //!
 //! Exit codes: 0 mounted (or served and unmounted cleanly, or a subcommand succeeded),
 //! 1 start-up or runtime failure, 2 invalid command line or option.
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use xosfs::cli::{CleanupArgs, Invocation, MountArgs, RecoverArgs};
+use xosfs::cli::{CleanupArgs, InfoArgs, Invocation, MountArgs, RecoverArgs, ShareArgs};
 use xosfs::config::{Bandwidth, CleanupConfig, Config, RecoverConfig, S3Config};
 use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
@@ -18,11 +19,12 @@ use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::s3::S3Store;
 use xosfs::store::{
-    BandwidthLimit, DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy, RetryingStore,
+    AsOfStore, BandwidthLimit, DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy,
+    RetryingStore,
 };
 use xosfs::write::journal::{Journal, StoreId};
 use xosfs::write::{recovery, WriteConfig};
-use xosfs::{cleanup, cli, credentials, metrics, recover, stats};
+use xosfs::{cleanup, cli, credentials, metrics, recover, share, stats};
 
 fn main() -> ExitCode {
     let (args, helper) = cli::helper_args(std::env::args_os().collect::<Vec<OsString>>());
@@ -37,6 +39,8 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Ok(Invocation::Share(args)) => share_main(args),
+        Ok(Invocation::Info(args)) => info_main(args),
         Ok(Invocation::Completions(shell)) => {
             clap_complete::generate(shell, &mut cli::command(), "xosfs", &mut std::io::stdout());
             ExitCode::SUCCESS
@@ -204,8 +208,11 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             .inspect_err(|e| tracing::warn!("no control socket for xosfs stats: {e}"))
             .ok()
     };
-    // Files an earlier daemon left in the journal: uploaded (or kept) while this one serves.
-    rt.spawn(recovery::recover_and_retry(client, write_cfg.clone(), config.write.keep_failed));
+    // Files an earlier daemon left in the journal: uploaded (or kept) while this one serves
+    // (not through a view of the past, which takes no writes).
+    if config.version_at.is_none() {
+        rt.spawn(recovery::recover_and_retry(client, write_cfg.clone(), config.write.keep_failed));
+    }
     let served = mounted.serve_until_stopped(&rt);
     // Closes that were still uploading when the session ended finish before the process
     // does: their writers were told they succeeded.
@@ -230,7 +237,11 @@ async fn connect(config: &Config) -> Result<Arc<dyn ObjectStore>, String> {
     let explain = |e| explain(&config.s3, e);
     store.head_bucket().await.map_err(explain)?;
     store.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;
-    Ok(retrying(store, &config.s3))
+    let store = retrying(store, &config.s3);
+    match config.version_at {
+        Some(at) => Ok(Arc::new(AsOfStore::load(store, &config.fs.prefix, at).await.map_err(explain)?)),
+        None => Ok(store),
+    }
 }
 
 async fn store(s3: &S3Config, creds: &CredentialsConfig) -> Result<Arc<dyn ObjectStore>, String> {
@@ -425,4 +436,36 @@ fn init_logging(config: &Config, daemon: bool) -> std::io::Result<()> {
         None => builder.with_writer(std::io::stderr).init(),
     }
     Ok(())
+}
+
+/// `xosfs share PATH [--expires DURATION]`: prints the link; exit 1 when there is none,
+/// 2 for a bad duration.
+fn share_main(args: ShareArgs) -> ExitCode {
+    let expires = match args.expires.as_deref().map(|e| xosfs::config::parse_presign_expiry("--expires", e)) {
+        Some(Err(e)) => {
+            eprintln!("xosfs: {e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
+    print_or_fail(share::share(&args.path, expires))
+}
+
+/// `xosfs info PATH`.
+fn info_main(args: InfoArgs) -> ExitCode {
+    print_or_fail(share::info(&args.path).map(|lines| lines.trim_end().to_string()))
+}
+
+fn print_or_fail(answer: Result<String, String>) -> ExitCode {
+    match answer {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("xosfs: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

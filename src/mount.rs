@@ -54,7 +54,7 @@ pub fn fstype_at(canonical: &Path) -> std::io::Result<Option<String>> {
         .lines()
         .filter(|l| l.split(' ').nth(4).is_some_and(|m| Path::new(&unescape_mount_path(m)) == canonical))
         .filter_map(|l| l.split_once(" - ").and_then(|(_, rest)| rest.split(' ').next()).map(str::to_string))
-        .last())
+        .next_back())
 }
 
 /// mountinfo writes space, tab, newline and backslash as octal escapes.

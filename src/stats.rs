@@ -139,14 +139,16 @@ pub fn fetch(mountpoint: &Path) -> Result<String, String> {
 pub fn run(mountpoint: &Path, watch: bool) -> Result<(), String> {
     let mut before = parse(&fetch(mountpoint)?);
     print!("{}", summary(&before, None));
-    while watch {
+    if !watch {
+        return Ok(());
+    }
+    loop {
         std::thread::sleep(WATCH_EVERY);
         let now = parse(&fetch(mountpoint)?);
         println!();
         print!("{}", summary(&now, Some((&before, WATCH_EVERY))));
         before = now;
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -2,11 +2,9 @@
 
 mod common;
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use common::{Server, BUCKET};
+use common::{getxattr, listxattr, removexattr, setxattr, Server, BUCKET};
 
 /// S_IFLNK | 0777, as s3fs writes the mode of a symlink.
 const SYMLINK_MODE: &str = "41471";
@@ -14,52 +12,6 @@ const SYMLINK_MODE: &str = "41471";
 fn head_meta(server: &Server, key: &str) -> std::collections::HashMap<String, String> {
     let out = server.block_on(server.client.head_object().bucket(BUCKET).key(key).send()).unwrap();
     out.metadata().cloned().unwrap_or_default()
-}
-
-fn c(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).unwrap()
-}
-
-fn setxattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
-    let name = CString::new(name).unwrap();
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe { libc::setxattr(c(path).as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
-    let name = CString::new(name).unwrap();
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let n = unsafe { libc::getxattr(c(path).as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
-
-fn listxattr(path: &Path) -> Vec<String> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
-    let n = unsafe { libc::listxattr(c(path).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    assert!(n >= 0, "listxattr: {}", std::io::Error::last_os_error());
-    buf[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into()).collect()
-}
-
-fn removexattr(path: &Path, name: &str) -> std::io::Result<()> {
-    let name = CString::new(name).unwrap();
-    // SAFETY: valid NUL-terminated strings.
-    let rc = unsafe { libc::removexattr(c(path).as_ptr(), name.as_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 #[test]
@@ -123,9 +75,12 @@ fn user_xattrs_round_trip_in_s3fs_encoding_and_xos_views_show_the_object() {
     );
     assert_eq!(getxattr(&photo, "user.missing").unwrap_err().raw_os_error(), Some(libc::ENODATA));
     let names = listxattr(&photo);
-    for name in ["user.camera", "user.rating", "user.xos.etag", "user.xos.storage_class", "user.xos.content_type"] {
+    // (This store has no ACLs, so user.xos.acl is not listed: xos_surface tests it.)
+    for name in ["user.camera", "user.rating", "user.xos.storage_class", "user.xos.content_type"] {
         assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
     }
+    // Computed from this very object: readable by name, not carried by copying tools.
+    assert!(!names.iter().any(|n| n == "user.xos.etag"), "{names:?}");
 
     // Stored as s3fs does, and the data is untouched.
     let stored = head_meta(&server, "photo.jpg");
@@ -137,7 +92,9 @@ fn user_xattrs_round_trip_in_s3fs_encoding_and_xos_views_show_the_object() {
     let etag = server.block_on(server.client.head_object().bucket(BUCKET).key("photo.jpg").send()).unwrap();
     assert_eq!(getxattr(&photo, "user.xos.etag").unwrap(), etag.e_tag().unwrap().trim_matches('"').as_bytes());
     assert_eq!(getxattr(&photo, "user.xos.storage_class").unwrap(), b"STANDARD");
-    assert_eq!(setxattr(&photo, "user.xos.etag", b"x", 0).unwrap_err().raw_os_error(), Some(libc::EPERM));
+    // Setting a computed view is accepted and ignored, so a copy carrying it never fails.
+    setxattr(&photo, "user.xos.etag", b"x", 0).unwrap();
+    assert_eq!(getxattr(&photo, "user.xos.etag").unwrap(), etag.e_tag().unwrap().trim_matches('"').as_bytes());
     setxattr(&photo, "user.xos.content_type", b"image/jpeg", 0).unwrap();
     let head = server.block_on(server.client.head_object().bucket(BUCKET).key("photo.jpg").send()).unwrap();
     assert_eq!(head.content_type(), Some("image/jpeg"));
@@ -157,6 +114,39 @@ fn user_xattrs_round_trip_in_s3fs_encoding_and_xos_views_show_the_object() {
     let m = server.mount(&[]);
     assert_eq!(getxattr(&m.join("photo.jpg"), "user.camera").unwrap(), b"XT-5");
     assert_eq!(getxattr(&m.join("album"), "user.cover").unwrap(), b"photo.jpg");
+}
+
+#[test]
+fn reading_every_attribute_costs_one_head_and_one_tagging_request_and_bad_tags_none() {
+    let server = Server::memory();
+    server.put("report.pdf", b"pdf".to_vec());
+    let m = server.mount(&[]);
+    let report = m.join("report.pdf");
+    for name in ["user.a", "user.b", "user.c", "user.d", "user.e"] {
+        setxattr(&report, name, b"value", 0).unwrap();
+    }
+    std::fs::metadata(&report).unwrap();
+    server.server.stats().reset();
+    // What cp -a, rsync -X and tar --xattrs do: list the names, read each.
+    let out = std::process::Command::new("getfattr").args(["-d", "-m", "-"]).arg(&report).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(dump.lines().filter(|l| l.starts_with("user.")).count(), 7, "{dump}");
+    let stats = server.server.stats();
+    assert_eq!(stats.count("HeadObject"), 1, "{dump}");
+    assert_eq!(stats.count("GetObjectTagging"), 1, "{dump}");
+
+    // Tags past XOS's limits are refused before any request.
+    stats.reset();
+    let eleven: Vec<String> = (0..11).map(|i| format!("k{i}=v")).collect();
+    let refused = setxattr(&report, "user.xos.tags", eleven.join("&").as_bytes(), 0);
+    assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::E2BIG));
+    let long_key = format!("{}=v", "k".repeat(129));
+    let refused = setxattr(&report, "user.xos.tags", long_key.as_bytes(), 0);
+    assert_eq!(refused.unwrap_err().raw_os_error(), Some(libc::EINVAL));
+    for op in ["HeadObject", "GetObjectTagging", "PutObjectTagging"] {
+        assert_eq!(stats.count(op), 0, "{op} sent for a value over the limits");
+    }
 }
 
 #[test]

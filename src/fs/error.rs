@@ -38,11 +38,28 @@ pub enum FsError {
     PermissionDenied,
     #[error("the object was deleted from the store while open")]
     Vanished,
+    #[error("invalid value: {0}")]
+    InvalidValue(#[from] crate::store::settings::Invalid),
+    #[error("the store refused the value: {0}")]
+    Refused(Box<ObjectError>),
 
+    // Boxed, as the store's errors are: a Result<_, FsError> stays small on every path.
     #[error("{0}")]
-    Write(#[from] crate::write::WriteError),
+    Write(Box<crate::write::WriteError>),
     #[error("object store: {0}")]
-    Store(#[from] ObjectError),
+    Store(Box<ObjectError>),
+}
+
+impl From<crate::write::WriteError> for FsError {
+    fn from(e: crate::write::WriteError) -> FsError {
+        FsError::Write(Box::new(e))
+    }
+}
+
+impl From<ObjectError> for FsError {
+    fn from(e: ObjectError) -> FsError {
+        FsError::Store(Box::new(e))
+    }
 }
 
 impl FsError {
@@ -66,9 +83,13 @@ impl FsError {
             FsError::PermissionDenied => libc::EPERM,
             // A read's failure, not a missing name: read(2) has no ENOENT.
             FsError::Vanished => libc::EIO,
+            FsError::InvalidValue(crate::store::settings::Invalid::TooManyTags(_)) => libc::E2BIG,
+            FsError::InvalidValue(_) | FsError::Refused(_) => libc::EINVAL,
 
-            FsError::Write(crate::write::WriteError::Staging(e)) => e.raw_os_error().unwrap_or(libc::EIO),
-            FsError::Write(_) => libc::EIO,
+            FsError::Write(e) => match &**e {
+                crate::write::WriteError::Staging(e) => e.raw_os_error().unwrap_or(libc::EIO),
+                _ => libc::EIO,
+            },
             FsError::Store(e) => match e.kind {
                 ErrorKind::NotFound => libc::ENOENT,
                 ErrorKind::AccessDenied => libc::EACCES,

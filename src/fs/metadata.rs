@@ -11,7 +11,7 @@ use super::attr::{Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
 use super::inode::Inode;
 use super::{rewrite_options, unless_closed, Fs};
-use super::{xattr, AttrChange, Changer};
+use super::{xattr, xos, AttrChange, Changer};
 use crate::store::{ErrorKind, ObjectInfo, PutOptions};
 use crate::times::format_time;
 use crate::write::{BaseObject, MetaChange, MAX_SINGLE_COPY};
@@ -107,9 +107,11 @@ impl Fs {
         match by_writer {
             Some(()) => {}
             None => {
-                let stored = self.revalidate(&inode).await?;
+                let key = self.key(&inode)?;
+                let (stored, kept) = tokio::join!(self.revalidate(&inode), self.kept(&key, true));
+                let stored = stored?;
                 let base = (size > 0).then(|| BaseObject { etag: stored.etag.clone(), size: stored.size });
-                let writer = self.spawn_writer(&inode, base, Some(&stored))?;
+                let writer = self.spawn_writer(&inode, base, Some(&stored), kept)?;
                 writer.truncate(size).await?;
                 if let Some(uploaded) = writer.close().await? {
                     self.record_upload(ino, uploaded);
@@ -128,7 +130,9 @@ impl Fs {
         edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
     ) -> Result<(), FsError> {
         let key = self.key(inode)?;
-        let Some(mut info) = self.stored_info(inode).await? else {
+        // A copy keeps the tags but gets no ACL: the object's is asked for with the HEAD.
+        let (info, kept) = tokio::join!(self.stored_info(inode), self.kept(&key, false));
+        let Some(mut info) = info? else {
             let current = self.attr_of(inode);
             let dir_mode = libc::S_IFDIR | u32::from(current.perm);
             let opts = self.marker_options(dir_mode, current.uid, current.gid, current.mtime);
@@ -139,12 +143,14 @@ impl Fs {
                 etag: None,
                 storage_class: None,
                 metadata: opts.metadata.clone(),
+                version_id: None,
             };
             edit(&mut info)?;
             let opts = PutOptions { metadata: info.metadata, ..opts };
             let etag = self.client.put_object(&key, Bytes::new(), &opts).await?;
             let posix = PosixMeta::from_metadata(&opts.metadata);
             inode.set_stat(ObjectStat { etag, posix, ..ObjectStat::default() });
+            self.facts.forget(inode.ino);
             return Ok(());
         };
         if info.size > MAX_SINGLE_COPY {
@@ -156,10 +162,11 @@ impl Fs {
             return Err(FsError::AttributesTooBig);
         }
         // Exactly the Content-Type the edit left, generic or not.
-        let opts = PutOptions {
+        let mut opts = PutOptions {
             content_type: info.content_type.clone(),
             ..rewrite_options(&self.upload_defaults, &key, &info)
         };
+        kept.apply(&mut opts);
         let etag = self.client.copy_object(&key, source_etag.as_deref(), &key, Some(&opts)).await?;
         inode.set_stat(ObjectStat {
             size: info.size,
@@ -168,12 +175,18 @@ impl Fs {
             posix: PosixMeta::from_metadata(&info.metadata),
         });
         self.readers_follow(inode.ino);
+        self.facts.forget(inode.ino);
         Ok(())
     }
 
     /// The object's metadata as stored now; `None` for a directory without a marker.
     pub(super) async fn stored_info(&self, inode: &Inode) -> Result<Option<ObjectInfo>, FsError> {
-        match self.client.head_object(&self.key(inode)?).await {
+        let key = self.key(inode)?;
+        // The root of a whole-bucket mount is no object.
+        if key.is_empty() {
+            return Ok(None);
+        }
+        match self.client.head_object(&key).await {
             Ok(info) => Ok(Some(info)),
             Err(e) if e.is(ErrorKind::NotFound) && inode.kind == Kind::Directory => Ok(None),
             Err(e) => Err(e.into()),
@@ -187,54 +200,39 @@ impl Fs {
         !name.starts_with("user.")
     }
 
-    /// getxattr(2): a stored user attribute, or one of the `user.xos.*` views of the object.
+    /// getxattr(2): a stored user attribute, or one of the `user.xos.` views (xos.rs).
     pub async fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
         let inode = self.inode(ino)?;
         if Fs::never_has_xattr(name) {
             return Err(FsError::NoAttribute);
         }
-        if !name.starts_with("user.xos.") {
-            if let Some(metadata) = self.pending_metadata(ino).await? {
-                return stored_xattrs(&metadata).remove(name).ok_or(FsError::NoAttribute);
-            }
+        if name.starts_with(xos::NAMESPACE) {
+            return self.xos_get(&inode, name).await;
         }
-        let info = self.stored_info(&inode).await?.ok_or(FsError::NoAttribute)?;
-        let value = match name {
-            xattr::ETAG => info.etag.map(|e| e.trim_matches('"').to_string()),
-            xattr::STORAGE_CLASS => Some(info.storage_class.unwrap_or_else(|| "STANDARD".into())),
-            xattr::CONTENT_TYPE => info.content_type,
-            _ => return stored_xattrs(&info.metadata).remove(name).ok_or(FsError::NoAttribute),
+        let metadata = match self.pending_options(ino).await? {
+            Some(opts) => opts.metadata,
+            None => self.stored_metadata(&inode).await?.ok_or(FsError::NoAttribute)?,
         };
-        value.map(String::into_bytes).ok_or(FsError::NoAttribute)
+        stored_xattrs(&metadata).remove(name).ok_or(FsError::NoAttribute)
     }
 
-    /// listxattr(2): the stored user attributes and the `user.xos.*` views.
+    /// listxattr(2): the stored user attributes and the listed `user.xos.` views.
     pub async fn listxattr(&self, ino: u64) -> Result<Vec<String>, FsError> {
         let inode = self.inode(ino)?;
-        let metadata = match self.pending_metadata(ino).await? {
-            Some(metadata) => metadata,
-            None => match self.stored_info(&inode).await? {
-                Some(info) => info.metadata,
-                None => return Ok(Vec::new()),
-            },
+        // First: it fetches the object's HEAD, tags and ACL at once, which the rest reads.
+        let mut names = self.xos_listed(&inode).await?;
+        let metadata = match self.pending_options(ino).await? {
+            Some(opts) => opts.metadata,
+            None => self.stored_metadata(&inode).await?.unwrap_or_default(),
         };
-        let mut names: Vec<String> = xattr::VIRTUAL.iter().map(|n| n.to_string()).collect();
         names.extend(stored_xattrs(&metadata).into_keys());
         Ok(names)
     }
 
-    /// The metadata the upload of a file being written will store (its xattrs are the
-    /// file's), or `None` when it is not being written.
-    async fn pending_metadata(&self, ino: u64) -> Result<Option<HashMap<String, String>>, FsError> {
-        match self.writer_of(ino) {
-            Some(writer) => Ok(unless_closed(writer.metadata().await)?),
-            None => Ok(None),
-        }
-    }
-
     /// setxattr(2) (`create`: XATTR_CREATE, `replace`: XATTR_REPLACE) and removexattr(2)
-    /// (`value` None). Only user attributes; `user.xos.content_type` sets the
-    /// Content-Type. Stored by copying the object onto itself with the new metadata.
+    /// (`value` None). Only user attributes; `user.xos.` names change what the store keeps
+    /// beside the object (xos.rs). Others are stored by copying the object onto itself
+    /// with the new metadata.
     pub async fn change_xattr(
         &self,
         ino: u64,
@@ -247,11 +245,8 @@ impl Fs {
         if !name.starts_with("user.") {
             return Err(FsError::NotSupported);
         }
-        if name == xattr::ETAG
-            || name == xattr::STORAGE_CLASS
-            || (name.starts_with("user.xos.") && name != xattr::CONTENT_TYPE)
-        {
-            return Err(FsError::PermissionDenied);
+        if name.starts_with(xos::NAMESPACE) {
+            return self.xos_change(&inode, name, value).await;
         }
         if self.cfg.read_only {
             return Err(FsError::ReadOnly);
@@ -259,26 +254,20 @@ impl Fs {
         if let Some(writer) = self.writer_of(ino) {
             // A file being written stores its xattrs with its upload (cp -a and rsync -X
             // set them on the open copy). The kernel serializes xattr changes of a file.
-            if name == xattr::CONTENT_TYPE {
-                return Err(FsError::Busy);
-            }
-            let Some(mut metadata) = unless_closed(writer.metadata().await)? else { return Err(FsError::Busy) };
+            let Some(opts) = unless_closed(writer.options().await)? else { return Err(FsError::Busy) };
+            let mut metadata = opts.metadata;
             edit_xattr(&mut metadata, name, value, create, replace)?;
-            let stored = metadata.get(xattr::METADATA_KEY).cloned();
-            return match unless_closed(writer.set_metadata_entry(xattr::METADATA_KEY.into(), stored).await)? {
+            let stored = metadata.remove(xattr::METADATA_KEY);
+            let edit: crate::write::OptionsEdit = Box::new(move |opts| match stored {
+                Some(v) => drop(opts.metadata.insert(xattr::METADATA_KEY.into(), v)),
+                None => drop(opts.metadata.remove(xattr::METADATA_KEY)),
+            });
+            return match unless_closed(writer.edit_options(edit).await)? {
                 Some(()) => Ok(()),
                 None => Err(FsError::Busy),
             };
         }
-        self.rewrite_metadata(&inode, |info| {
-            if name == xattr::CONTENT_TYPE {
-                let value = value.ok_or(FsError::PermissionDenied)?;
-                info.content_type = Some(String::from_utf8(value.to_vec()).map_err(|_| FsError::InvalidName)?);
-                return Ok(());
-            }
-            edit_xattr(&mut info.metadata, name, value, create, replace)
-        })
-        .await
+        self.rewrite_metadata(&inode, |info| edit_xattr(&mut info.metadata, name, value, create, replace)).await
     }
 }
 

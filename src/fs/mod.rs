@@ -21,6 +21,7 @@ mod rename;
 mod tests;
 mod writers;
 mod xattr;
+mod xos;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -112,7 +113,13 @@ pub struct UploadDefaults {
 impl UploadDefaults {
     /// The options of an upload or copy with this content type and user metadata.
     fn options(&self, content_type: Option<String>, metadata: HashMap<String, String>) -> PutOptions {
-        PutOptions { content_type, metadata, acl: self.acl.clone(), storage_class: self.storage_class.clone() }
+        PutOptions {
+            content_type,
+            metadata,
+            acl: self.acl.clone(),
+            storage_class: self.storage_class.clone(),
+            tags: None,
+        }
     }
 }
 
@@ -125,14 +132,16 @@ fn content_type_for(name: &str) -> Option<String> {
 /// everything the object carried is kept (other tools' user metadata, xattrs, a
 /// Content-Type someone chose, a storage class other than the default), so rewriting a
 /// file changes its data and nothing else. A generic Content-Type is replaced by the
-/// name's. The ACL is the mount's: an object's own ACL is not read back (see SEMANTICS.md).
+/// name's. The ACL is the mount's and no tags are set: the callers add the object's own
+/// (xos.rs `Kept`), which S3 drops on a PUT and a copy.
 fn rewrite_options(defaults: &UploadDefaults, name: &str, stored: &ObjectInfo) -> PutOptions {
     const GENERIC_TYPES: [&str; 3] = ["", "application/octet-stream", "binary/octet-stream"];
     let content_type =
         stored.content_type.clone().filter(|t| !GENERIC_TYPES.contains(&t.as_str())).or_else(|| content_type_for(name));
     let storage_class =
         stored.storage_class.clone().filter(|c| c != "STANDARD").or_else(|| defaults.storage_class.clone());
-    PutOptions { content_type, metadata: stored.metadata.clone(), acl: defaults.acl.clone(), storage_class }
+    // No tags: a copy keeps its source's, an upload stores none (S3 drops them on PUT).
+    PutOptions { content_type, metadata: stored.metadata.clone(), acl: defaults.acl.clone(), storage_class, tags: None }
 }
 
 /// The s3fs-compatible user metadata of these attributes.
@@ -163,6 +172,8 @@ pub struct Fs {
     sweep_missing_at: prune::SweepAt,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
+    /// What the store keeps beside recently asked-about objects (xos.rs).
+    facts: xos::FactCache,
 }
 
 impl Fs {
@@ -190,6 +201,7 @@ impl Fs {
             upload_defaults,
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
+            facts: xos::FactCache::new(),
         }
     }
 
@@ -307,6 +319,7 @@ impl Fs {
             stat.posix.ctime = Some(uploaded.ctime);
             inode.set_stat(stat);
         }
+        self.facts.forget(ino);
         self.readers_follow(ino);
     }
 

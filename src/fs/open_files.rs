@@ -13,6 +13,7 @@ use super::attr::{self, Attr, Kind, ObjectStat, PosixMeta};
 use super::error::FsError;
 use super::inode::Inode;
 use super::writers::Attach;
+use super::xos::{when, Kept};
 use super::{content_type_for, rewrite_options, thread_group_of, unless_closed, Fs};
 use super::{Changer, Opened, MAX_COPY_RANGE_REPLY};
 use crate::read::Prefetcher;
@@ -55,9 +56,14 @@ impl Fs {
         }
         let being_written = self.writers.is_written(ino);
         // A new writer needs what the object carries now, to store it again with the data.
-        let stored = if (write && !being_written) || self.needs_revalidation(&inode) {
-            match self.revalidate(&inode).await {
-                Ok(info) => Some(info),
+        let new_writer = write && !being_written;
+        let stored = if new_writer || self.needs_revalidation(&inode) {
+            // A new writer stores the object's tags and ACL again with the data (S3 drops
+            // them on a PUT): they are asked for together with the HEAD.
+            let key = self.key(&inode)?;
+            let (info, kept) = tokio::join!(self.revalidate(&inode), when(new_writer, self.kept(&key, true)));
+            match info {
+                Ok(info) => Some((info, kept.unwrap_or_default())),
                 // Created here and not stored yet: nothing to carry over.
                 Err(FsError::NotFound) if being_written => None,
                 Err(e) => return Err(e),
@@ -73,7 +79,7 @@ impl Fs {
             // A writer found at first may have ended since (a release right before this
             // open): a new one needs the object's version now, so the open starts over.
             let spawn = || match &stored {
-                Some(info) => self.spawn_writer(&inode, base, Some(info)).map_err(Some),
+                Some((info, kept)) => self.spawn_writer(&inode, base, Some(info), kept.clone()).map_err(Some),
                 None => Err(None),
             };
             let attached = match self.writers.attach(ino, spawn) {
@@ -136,6 +142,7 @@ impl Fs {
         inode: &Inode,
         base: Option<BaseObject>,
         stored: Option<&ObjectInfo>,
+        kept: Kept,
     ) -> Result<WriterHandle, FsError> {
         let name = inode.name();
         let mut opts = match stored {
@@ -153,6 +160,7 @@ impl Fs {
         opts.metadata.insert("mode".into(), (libc::S_IFREG | u32::from(posix.perm)).to_string());
         opts.metadata.insert("uid".into(), posix.uid.to_string());
         opts.metadata.insert("gid".into(), posix.gid.to_string());
+        kept.apply(&mut opts);
         // The upload replaces the version read now, or makes the file where none was.
         let expect = stored.map_or(Precondition::Absent, |info| expecting(info.etag.as_deref()));
         Ok(WriterHandle::spawn(self.client.clone(), self.write_cfg.clone(), self.key(inode)?, opts, base, expect))
@@ -178,7 +186,7 @@ impl Fs {
             posix: PosixMeta::made(libc::S_IFREG | u32::from(perm), uid, gid, now),
         });
         let writer = loop {
-            match self.writers.attach(inode.ino, || self.spawn_writer(&inode, None, None))? {
+            match self.writers.attach(inode.ino, || self.spawn_writer(&inode, None, None, Kept::default()))? {
                 Attach::Spawned(writer) => break writer,
                 // The name was known as a file being written (another client deleted it in
                 // the store, so the kernel asked to create it): the file is that one.

@@ -23,7 +23,7 @@ impl SweepAt {
 
     /// Runs `sweep`, which returns the size it left, if `len` is past the threshold and no
     /// other sweep of this table is running (the threshold is out of reach while one is).
-    fn run(&self, len: usize, sweep: impl FnOnce() -> usize) {
+    pub(super) fn run(&self, len: usize, sweep: impl FnOnce() -> usize) {
         let at = self.0.load(Ordering::Relaxed);
         if len <= at || self.0.compare_exchange(at, usize::MAX, Ordering::Acquire, Ordering::Relaxed).is_err() {
             return;

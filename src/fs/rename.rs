@@ -75,8 +75,11 @@ impl Fs {
                 self.record_upload(src.ino, uploaded);
             }
         }
-        let info = self.client.head_object(&old_key).await?;
-        let opts = rewrite_options(&self.upload_defaults, new_key, &info);
+        // The copy gets no ACL of its own: the object's is asked for with the HEAD.
+        let (info, kept) = tokio::join!(self.client.head_object(&old_key), self.kept(&old_key, false));
+        let info = info?;
+        let mut opts = rewrite_options(&self.upload_defaults, new_key, &info);
+        kept.apply(&mut opts);
         let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
         self.client.delete_object(&old_key).await?;
         if let Some(writer) = writer {
@@ -85,6 +88,7 @@ impl Fs {
         let mut stat = src.stat();
         stat.etag = etag;
         src.set_stat(stat);
+        self.facts.forget(src.ino);
         self.readers_follow(src.ino);
         Ok(())
     }
@@ -102,10 +106,13 @@ impl Fs {
             return Ok(self.client.copy_object(from, info.etag.as_deref(), to, opts).await?);
         }
         let etag = info.etag.as_deref().ok_or(FsError::NotSupported)?;
-        // A part copy starts a new upload, which must be given the metadata to keep.
-        let kept = rewrite_options(&self.upload_defaults, to, info);
-        let opts = opts.unwrap_or(&kept);
-        Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, opts).await?)
+        // A part copy starts a new upload, which must be given the metadata, tags and ACL
+        // to keep.
+        let mut opts = opts.cloned().unwrap_or_else(|| rewrite_options(&self.upload_defaults, to, info));
+        if opts.tags.is_none() {
+            self.kept(from, true).await.apply(&mut opts);
+        }
+        Ok(multipart_copy(self.client.clone(), &self.write_cfg, from, etag, to, info.size, &opts).await?)
     }
 
     pub(super) async fn rename_dir(&self, src: &Inode, new_prefix: &str) -> Result<(), FsError> {
@@ -157,9 +164,9 @@ impl Fs {
             let failures = self.client.delete_objects(batch).await?;
             if let Some((key, why)) = failures.first() {
                 tracing::error!(from = %old_prefix, to = %new_prefix, "directory rename copied everything but could not delete {} old key(s), e.g. {key}: {why}", failures.len());
-                return Err(FsError::Store(
-                    ObjectError::new(ErrorKind::Rejected, "DeleteObjects", key.as_str()).with_message(why.as_str()),
-                ));
+                return Err(ObjectError::new(ErrorKind::Rejected, "DeleteObjects", key.as_str())
+                    .with_message(why.as_str())
+                    .into());
             }
         }
         Ok(())

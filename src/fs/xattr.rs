@@ -1,6 +1,6 @@
 //! Extended attributes, stored as s3fs stores them: one user-metadata entry `xattr`
 //! holding a percent-encoded JSON object that maps each name to its base64 value. Names
-//! under `user.xos.` are not stored: they show what the store knows of the object.
+//! under `user.xos.` are not stored: they show what the store knows of the object (xos.rs).
 
 use std::collections::BTreeMap;
 
@@ -9,14 +9,6 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_AL
 
 /// The user-metadata key (sent as `x-amz-meta-xattr`).
 pub const METADATA_KEY: &str = "xattr";
-/// The object's ETag, read-only.
-pub const ETAG: &str = "user.xos.etag";
-/// The object's storage class, read-only.
-pub const STORAGE_CLASS: &str = "user.xos.storage_class";
-/// The object's Content-Type; setting it rewrites the object's metadata.
-pub const CONTENT_TYPE: &str = "user.xos.content_type";
-/// The names above, as listxattr reports them.
-pub const VIRTUAL: [&str; 3] = [ETAG, STORAGE_CLASS, CONTENT_TYPE];
 /// All user metadata of an object may take 2 KiB (S3's limit, which XOS shares).
 pub const METADATA_LIMIT: usize = 2048;
 

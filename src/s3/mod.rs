@@ -2,11 +2,13 @@
 //! and signing, and nothing of inodes. Each request is sent once; retries are
 //! [`crate::store::RetryingStore`]'s, so they can be tested against any store.
 
+mod deviations;
 mod error;
+mod settings;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -14,6 +16,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::operation::get_object::builders::GetObjectFluentBuilder;
 use aws_sdk_s3::primitives::DateTime;
 use aws_types::request_id::RequestId;
 use bytes::Bytes;
@@ -22,9 +25,11 @@ use tracing::{debug, warn};
 use error::{malformed, sdk_error};
 
 use crate::config::{ListVersion, S3Config};
+use crate::store::settings as store_settings;
 use crate::store::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition,
-    PutOptions, UnfinishedUpload, UploadMarker, UploadPage,
+    BucketSetting, CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary,
+    ObjectVersion, Precondition, PutOptions, Tags, UnfinishedUpload, UploadMarker, UploadPage, VersionMarker,
+    VersionPage,
 };
 
 pub struct S3Store {
@@ -110,6 +115,44 @@ impl S3Store {
             }
             _ => send(None, None).await,
         }
+    }
+
+    /// A ranged GET, with `condition` (an ETag or a version) added to the request; the
+    /// body arrives as it is received.
+    async fn get(
+        &self,
+        key: &str,
+        range: Range<u64>,
+        condition: impl FnOnce(GetObjectFluentBuilder) -> GetObjectFluentBuilder,
+    ) -> Result<ObjectBody, ObjectError> {
+        const OP: &str = "GetObject";
+        let req = self.client.get_object().bucket(&self.bucket).key(key).range(format!(
+            "bytes={}-{}",
+            range.start,
+            range.end - 1
+        ));
+        let out = condition(req).send().await.map_err(|e| sdk_error(OP, key, e))?;
+        let len = range.end - range.start;
+        let request_id = out.request_id().map(str::to_string);
+        debug!(op = OP, key, start = range.start, len, request_id, "get");
+        let key = key.to_string();
+        let chunks = futures_util::stream::unfold(Some(out.body), move |body| {
+            let (key, request_id) = (key.clone(), request_id.clone());
+            async move {
+                let mut body = body?;
+                match body.next().await {
+                    None => None,
+                    Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
+                    Some(Err(e)) => {
+                        let mut err = ObjectError::new(ErrorKind::Interrupted, OP, key)
+                            .with_message(format!("reading the body: {}", error::innermost(&e)));
+                        err.request_id = request_id;
+                        Some((Err(err), None))
+                    }
+                }
+            }
+        });
+        Ok(ObjectBody::new(Box::pin(chunks)))
     }
 
     /// A ListObjects (v1) page. Keys come URL-encoded (`encoding-type=url`) where the
@@ -217,49 +260,11 @@ impl ObjectStore for S3Store {
         let out =
             self.client.head_object().bucket(&self.bucket).key(key).send().await.map_err(|e| sdk_error(OP, key, e))?;
         debug!(op = OP, key, request_id = out.request_id(), "head");
-        Ok(ObjectInfo {
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-            content_type: out.content_type().map(str::to_string),
-            last_modified: out.last_modified().and_then(to_system_time),
-            etag: out.e_tag().map(str::to_string),
-            storage_class: out.storage_class().map(|c| c.as_str().to_string()),
-            metadata: out.metadata().cloned().unwrap_or_default(),
-        })
+        Ok(object_info(&out))
     }
 
     async fn get_stream(&self, key: &str, range: Range<u64>, etag: Option<&str>) -> Result<ObjectBody, ObjectError> {
-        const OP: &str = "GetObject";
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .range(format!("bytes={}-{}", range.start, range.end - 1))
-            .set_if_match(etag.map(str::to_string))
-            .send()
-            .await
-            .map_err(|e| sdk_error(OP, key, e))?;
-        let len = range.end - range.start;
-        let request_id = out.request_id().map(str::to_string);
-        debug!(op = OP, key, start = range.start, len, request_id, "get");
-        let key = key.to_string();
-        let chunks = futures_util::stream::unfold(Some(out.body), move |body| {
-            let (key, request_id) = (key.clone(), request_id.clone());
-            async move {
-                let mut body = body?;
-                match body.next().await {
-                    None => None,
-                    Some(Ok(chunk)) => Some((Ok(chunk), Some(body))),
-                    Some(Err(e)) => {
-                        let mut err = ObjectError::new(ErrorKind::Interrupted, OP, key)
-                            .with_message(format!("reading the body: {}", error::innermost(&e)));
-                        err.request_id = request_id;
-                        Some((Err(err), None))
-                    }
-                }
-            }
-        });
-        Ok(ObjectBody::new(Box::pin(chunks)))
+        self.get(key, range, |req| req.set_if_match(etag.map(str::to_string))).await
     }
 
     async fn put_object_if(
@@ -282,6 +287,7 @@ impl ObjectStore for S3Store {
                 .set_metadata(Some(opts.metadata.clone()))
                 .set_acl(opts.acl.as_deref().map(Into::into))
                 .set_storage_class(opts.storage_class.as_deref().map(Into::into))
+                .set_tagging(tagging_header(opts))
                 .set_if_match(if_match)
                 .set_if_none_match(if_none_match)
                 .send()
@@ -300,7 +306,7 @@ impl ObjectStore for S3Store {
         key: &str,
         opts: Option<&PutOptions>,
     ) -> Result<Option<String>, ObjectError> {
-        use aws_sdk_s3::types::MetadataDirective;
+        use aws_sdk_s3::types::{MetadataDirective, TaggingDirective};
         const OP: &str = "CopyObject";
         let mut req = self
             .client
@@ -315,7 +321,10 @@ impl ObjectStore for S3Store {
                 .set_content_type(opts.content_type.clone())
                 .set_metadata(Some(opts.metadata.clone()))
                 .set_acl(opts.acl.as_deref().map(Into::into))
-                .set_storage_class(opts.storage_class.as_deref().map(Into::into)),
+                .set_storage_class(opts.storage_class.as_deref().map(Into::into))
+                // Without tags to set, the copy keeps the source's (S3's default).
+                .set_tagging_directive(opts.tags.as_ref().map(|_| TaggingDirective::Replace))
+                .set_tagging(tagging_header(opts)),
             None => req.metadata_directive(MetadataDirective::Copy),
         };
         let out = req.send().await.map_err(|e| sdk_error(OP, key, e))?;
@@ -358,11 +367,7 @@ impl ObjectStore for S3Store {
             .delete(delete)
             .customize()
             // XOS, like S3 before checksums, requires Content-MD5 on DeleteObjects.
-            .mutate_request(|req| {
-                use md5::Digest;
-                let digest = md5::Md5::digest(req.body().bytes().unwrap_or_default());
-                req.headers_mut().insert("Content-MD5", aws_smithy_types::base64::encode(digest.as_slice()));
-            })
+            .mutate_request(content_md5)
             .send()
             .await
             .map_err(|e| sdk_error(OP, first, e))?;
@@ -387,6 +392,7 @@ impl ObjectStore for S3Store {
             .set_metadata(Some(opts.metadata.clone()))
             .set_acl(opts.acl.as_deref().map(Into::into))
             .set_storage_class(opts.storage_class.as_deref().map(Into::into))
+            .set_tagging(tagging_header(opts))
             .send()
             .await
             .map_err(|e| sdk_error(OP, key, e))?;
@@ -474,6 +480,8 @@ impl ObjectStore for S3Store {
                 .multipart_upload(upload.clone())
                 .set_if_match(if_match)
                 .set_if_none_match(if_none_match)
+                .customize()
+                .interceptor(deviations::RootElement::COMPLETE_MULTIPART_UPLOAD)
                 .send()
                 .await
                 .map_err(|e| sdk_error(OP, key, e))?;
@@ -543,6 +551,327 @@ impl ObjectStore for S3Store {
         };
         Ok(UploadPage { uploads, next })
     }
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        const OP: &str = "GetObjectTagging";
+        let out = self
+            .client
+            .get_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, key, e))?;
+        debug!(op = OP, key, request_id = out.request_id(), "tags");
+        Ok(out.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        use aws_sdk_s3::types::{Tag, Tagging};
+        if tags.is_empty() {
+            const OP: &str = "DeleteObjectTagging";
+            let out = self
+                .client
+                .delete_object_tagging()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| sdk_error(OP, key, e))?;
+            debug!(op = OP, key, request_id = out.request_id(), "tags deleted");
+            return Ok(());
+        }
+        const OP: &str = "PutObjectTagging";
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| malformed(OP, key, e.to_string()))?;
+        let tagging =
+            Tagging::builder().set_tag_set(Some(tag_set)).build().map_err(|e| malformed(OP, key, e.to_string()))?;
+        let out = self
+            .client
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .customize()
+            .mutate_request(content_md5)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, key, e))?;
+        debug!(op = OP, key, request_id = out.request_id(), "tagged");
+        Ok(())
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        const OP: &str = "GetObjectAcl";
+        let out = self
+            .client
+            .get_object_acl()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, key, e))?;
+        debug!(op = OP, key, request_id = out.request_id(), "acl");
+        Ok(settings::canned_acl(out.owner().and_then(|o| o.id()), out.grants()))
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        const OP: &str = "PutObjectAcl";
+        let out = self
+            .client
+            .put_object_acl()
+            .bucket(&self.bucket)
+            .key(key)
+            .acl(canned.into())
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, key, e))?;
+        debug!(op = OP, key, canned, request_id = out.request_id(), "acl set");
+        Ok(())
+    }
+
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
+        use aws_sdk_s3::presigning::PresigningConfig;
+        const OP: &str = "GetObject";
+        let config = PresigningConfig::expires_in(expires).map_err(|e| malformed(OP, key, e.to_string()))?;
+        let req = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .presigned(config)
+            .await
+            .map_err(|e| sdk_error(OP, key, e))?;
+        Ok(req.uri().to_string())
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        use aws_sdk_s3::types::EncodingType;
+        const OP: &str = "ListObjectVersions";
+        let (key_marker, version_id_marker) = after.map(|m| (m.key, m.version_id)).unzip();
+        let out = self
+            .client
+            .list_object_versions()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(max_keys)
+            .set_key_marker(key_marker)
+            .set_version_id_marker(version_id_marker)
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, prefix, e))?;
+        debug!(op = OP, prefix, request_id = out.request_id(), "listed");
+        let encoded = out.encoding_type() == Some(&EncodingType::Url);
+        let objects = out.versions().iter().filter_map(|v| {
+            Some(ObjectVersion {
+                key: decode_key(v.key()?, encoded),
+                version_id: v.version_id().unwrap_or("null").to_string(),
+                last_modified: v.last_modified().and_then(to_system_time),
+                size: v.size().unwrap_or(0).max(0) as u64,
+                etag: v.e_tag().map(str::to_string),
+                is_latest: v.is_latest().unwrap_or(false),
+                delete_marker: false,
+            })
+        });
+        let markers = out.delete_markers().iter().filter_map(|m| {
+            Some(ObjectVersion {
+                key: decode_key(m.key()?, encoded),
+                version_id: m.version_id().unwrap_or("null").to_string(),
+                last_modified: m.last_modified().and_then(to_system_time),
+                size: 0,
+                etag: None,
+                is_latest: m.is_latest().unwrap_or(false),
+                delete_marker: true,
+            })
+        });
+        // The SDK returns versions and delete markers in two lists; the store's order is
+        // by key, newest first.
+        let mut versions: Vec<ObjectVersion> = objects.chain(markers).collect();
+        versions.sort_by(|a, b| {
+            a.key.cmp(&b.key).then(b.last_modified.cmp(&a.last_modified)).then(b.is_latest.cmp(&a.is_latest))
+        });
+        let next = if out.is_truncated().unwrap_or(false) {
+            let sent = out.next_key_marker().map(|k| decode_key(k, encoded)).zip(out.next_version_id_marker());
+            let (key, version_id) =
+                sent.ok_or_else(|| malformed(OP, prefix, "a truncated version listing came without its next markers"))?;
+            Some(VersionMarker { key, version_id: version_id.to_string() })
+        } else {
+            None
+        };
+        Ok(VersionPage { versions, next })
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        const OP: &str = "HeadObject";
+        let out = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .version_id(version_id)
+            .send()
+            .await
+            .map_err(|e| sdk_error(OP, key, e))?;
+        debug!(op = OP, key, version_id, request_id = out.request_id(), "head");
+        Ok(object_info(&out))
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        self.get(key, range, |req| req.version_id(version_id)).await
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        let op = setting_op(which, "Get");
+        let client = &self.client;
+        let bucket = &self.bucket;
+        let sent = match which {
+            BucketSetting::Versioning => client
+                .get_bucket_versioning()
+                .bucket(bucket)
+                .customize()
+                .interceptor(deviations::RootElement::GET_BUCKET_VERSIONING)
+                .send()
+                .await
+                .map(|out| out.status().map(|s| s.as_str().to_string()))
+                .map_err(|e| sdk_error(op, "", e)),
+            BucketSetting::Policy => client
+                .get_bucket_policy()
+                .bucket(bucket)
+                .send()
+                .await
+                .map(|out| out.policy().map(str::to_string))
+                .map_err(|e| sdk_error(op, "", e)),
+            BucketSetting::Cors => client
+                .get_bucket_cors()
+                .bucket(bucket)
+                .send()
+                .await
+                .map(|out| Some(store_settings::to_json(&settings::cors_from_sdk(out.cors_rules()))))
+                .map_err(|e| sdk_error(op, "", e)),
+            BucketSetting::Lifecycle => client
+                .get_bucket_lifecycle_configuration()
+                .bucket(bucket)
+                .send()
+                .await
+                .map(|out| Some(store_settings::to_json(&settings::lifecycle_from_sdk(out.rules()))))
+                .map_err(|e| sdk_error(op, "", e)),
+            BucketSetting::Acl => client
+                .get_bucket_acl()
+                .bucket(bucket)
+                .send()
+                .await
+                .map(|out| Some(settings::canned_acl(out.owner().and_then(|o| o.id()), out.grants())))
+                .map_err(|e| sdk_error(op, "", e)),
+        };
+        match sent {
+            Ok(value) => Ok(value),
+            // NoSuchBucketPolicy, NoSuchCORSConfiguration, NoSuchLifecycleConfiguration.
+            Err(e) if e.is(ErrorKind::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        use aws_sdk_s3::types::VersioningConfiguration;
+        let op = setting_op(which, "Put");
+        let client = &self.client;
+        let bucket = &self.bucket;
+        let invalid = |e: store_settings::Invalid| malformed(op, "", e.to_string());
+        match which {
+            BucketSetting::Versioning => {
+                let conf = VersioningConfiguration::builder().status(value.into()).build();
+                client
+                    .put_bucket_versioning()
+                    .bucket(bucket)
+                    .versioning_configuration(conf)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| sdk_error(op, "", e))
+            }
+            BucketSetting::Policy => client
+                .put_bucket_policy()
+                .bucket(bucket)
+                .policy(value)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| sdk_error(op, "", e)),
+            BucketSetting::Cors => {
+                let cors = settings::cors_to_sdk(&store_settings::parse_cors(value).map_err(invalid)?)
+                    .map_err(|e| malformed(op, "", e))?;
+                client
+                    .put_bucket_cors()
+                    .bucket(bucket)
+                    .cors_configuration(cors)
+                    .customize()
+                    .mutate_request(content_md5)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| sdk_error(op, "", e))
+            }
+            BucketSetting::Lifecycle => {
+                let rules = settings::lifecycle_to_sdk(&store_settings::parse_lifecycle(value).map_err(invalid)?)
+                    .map_err(|e| malformed(op, "", e))?;
+                client
+                    .put_bucket_lifecycle_configuration()
+                    .bucket(bucket)
+                    .lifecycle_configuration(rules)
+                    .customize()
+                    .mutate_request(content_md5)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| sdk_error(op, "", e))
+            }
+            BucketSetting::Acl => client
+                .put_bucket_acl()
+                .bucket(bucket)
+                .acl(value.into())
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| sdk_error(op, "", e)),
+        }?;
+        debug!(op, "bucket setting stored");
+        Ok(())
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        let op = setting_op(which, "Delete");
+        let client = &self.client;
+        let bucket = &self.bucket;
+        match which {
+            BucketSetting::Versioning => return self.put_bucket_setting(which, "Suspended").await,
+            BucketSetting::Acl => return self.put_bucket_setting(which, "private").await,
+            BucketSetting::Policy => {
+                client.delete_bucket_policy().bucket(bucket).send().await.map(drop).map_err(|e| sdk_error(op, "", e))
+            }
+            BucketSetting::Cors => {
+                client.delete_bucket_cors().bucket(bucket).send().await.map(drop).map_err(|e| sdk_error(op, "", e))
+            }
+            BucketSetting::Lifecycle => {
+                client.delete_bucket_lifecycle().bucket(bucket).send().await.map(drop).map_err(|e| sdk_error(op, "", e))
+            }
+        }?;
+        debug!(op, "bucket setting deleted");
+        Ok(())
+    }
 }
 
 /// `bucket/key` with the key URL-encoded, as x-amz-copy-source wants it.
@@ -591,4 +920,52 @@ fn decode_key(key: &str, encoded: bool) -> String {
 
 fn to_system_time(t: &DateTime) -> Option<SystemTime> {
     SystemTime::try_from(*t).ok()
+}
+
+/// The HeadObject reply as the store's [`ObjectInfo`].
+fn object_info(out: &aws_sdk_s3::operation::head_object::HeadObjectOutput) -> ObjectInfo {
+    ObjectInfo {
+        size: out.content_length().unwrap_or(0).max(0) as u64,
+        content_type: out.content_type().map(str::to_string),
+        last_modified: out.last_modified().and_then(to_system_time),
+        etag: out.e_tag().map(str::to_string),
+        storage_class: out.storage_class().map(|c| c.as_str().to_string()),
+        metadata: out.metadata().cloned().unwrap_or_default(),
+        version_id: out.version_id().map(str::to_string),
+    }
+}
+
+/// XOS, like S3 before checksums, requires Content-MD5 on DeleteObjects and on the
+/// configuration PUTs (tagging, CORS, lifecycle).
+fn content_md5(req: &mut aws_smithy_runtime_api::http::Request) {
+    use md5::Digest;
+    let digest = md5::Md5::digest(req.body().bytes().unwrap_or_default());
+    req.headers_mut().insert("Content-MD5", aws_smithy_types::base64::encode(digest.as_slice()));
+}
+
+/// The operation name of reading (`Get`), replacing (`Put`) or deleting (`Delete`) a
+/// bucket setting, for logs and errors.
+fn setting_op(which: BucketSetting, verb: &str) -> &'static str {
+    match (verb, which) {
+        ("Get", BucketSetting::Versioning) => "GetBucketVersioning",
+        ("Get", BucketSetting::Policy) => "GetBucketPolicy",
+        ("Get", BucketSetting::Cors) => "GetBucketCors",
+        ("Get", BucketSetting::Lifecycle) => "GetBucketLifecycleConfiguration",
+        ("Get", BucketSetting::Acl) => "GetBucketAcl",
+        ("Put", BucketSetting::Versioning) => "PutBucketVersioning",
+        ("Put", BucketSetting::Policy) => "PutBucketPolicy",
+        ("Put", BucketSetting::Cors) => "PutBucketCors",
+        ("Put", BucketSetting::Lifecycle) => "PutBucketLifecycleConfiguration",
+        ("Put", BucketSetting::Acl) => "PutBucketAcl",
+        (_, BucketSetting::Policy) => "DeleteBucketPolicy",
+        (_, BucketSetting::Cors) => "DeleteBucketCors",
+        (_, BucketSetting::Lifecycle) => "DeleteBucketLifecycle",
+        (_, BucketSetting::Versioning) => "PutBucketVersioning",
+        (_, BucketSetting::Acl) => "PutBucketAcl",
+    }
+}
+
+/// The `x-amz-tagging` header of an upload that sets tags.
+fn tagging_header(opts: &PutOptions) -> Option<String> {
+    opts.tags.as_ref().filter(|t| !t.is_empty()).map(store_settings::format_tags)
 }

@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::{
-    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
-    UploadPage,
+    BucketSetting, CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
+    Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
 };
 
 /// Bytes per second that may pass, on average; a burst of at most a tenth of a second's
@@ -67,6 +67,19 @@ impl BandwidthLimit {
         BandwidthLimit { inner, down: down.map(|r| Arc::new(TokenBucket::new(r))), up: up.map(TokenBucket::new) }
     }
 
+    /// `body`, each chunk held until the download bucket lets it through.
+    fn paced(&self, body: ObjectBody) -> ObjectBody {
+        let Some(down) = self.down.clone() else { return body };
+        let chunks = futures_util::stream::unfold((body, down), |(mut body, down)| async move {
+            let chunk = body.next_chunk().await.transpose()?;
+            if let Ok(bytes) = &chunk {
+                down.take(bytes.len() as u64).await;
+            }
+            Some((chunk, (body, down)))
+        });
+        ObjectBody::new(chunks.boxed())
+    }
+
     async fn send(&self, bytes: usize) {
         if let Some(up) = &self.up {
             up.take(bytes as u64).await;
@@ -96,15 +109,7 @@ impl ObjectStore for BandwidthLimit {
 
     async fn get_stream(&self, key: &str, range: Range<u64>, etag: Option<&str>) -> Result<ObjectBody, ObjectError> {
         let body = self.inner.get_stream(key, range, etag).await?;
-        let Some(down) = self.down.clone() else { return Ok(body) };
-        let chunks = futures_util::stream::unfold((body, down), |(mut body, down)| async move {
-            let chunk = body.next_chunk().await.transpose()?;
-            if let Ok(bytes) = &chunk {
-                down.take(bytes.len() as u64).await;
-            }
-            Some((chunk, (body, down)))
-        });
-        Ok(ObjectBody::new(chunks.boxed()))
+        Ok(self.paced(body))
     }
 
     async fn put_object_if(
@@ -184,6 +189,61 @@ impl ObjectStore for BandwidthLimit {
         max_uploads: i32,
     ) -> Result<UploadPage, ObjectError> {
         self.inner.list_multipart_uploads(prefix, after, max_uploads).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        self.inner.get_tags(key).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        self.inner.put_tags(key, tags).await
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        self.inner.get_acl(key).await
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        self.inner.put_acl(key, canned).await
+    }
+
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
+        self.inner.presign_get(key, version_id, expires).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        self.inner.list_versions(prefix, after, max_keys).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        self.inner.head_version(key, version_id).await
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        let body = self.inner.get_version_stream(key, version_id, range).await?;
+        Ok(self.paced(body))
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.inner.get_bucket_setting(which).await
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.inner.put_bucket_setting(which, value).await
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        self.inner.delete_bucket_setting(which).await
     }
 }
 

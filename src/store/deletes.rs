@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -20,8 +21,8 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, error, warn};
 
 use super::{
-    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
-    UploadPage,
+    BucketSetting, CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
+    Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
 };
 
 /// Keys per DeleteObjects request: the most S3 and XOS take.
@@ -258,6 +259,68 @@ impl ObjectStore for DeleteQueue {
         max_uploads: i32,
     ) -> Result<UploadPage, ObjectError> {
         self.inner.list_multipart_uploads(prefix, after, max_uploads).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        self.settled(key).await;
+        self.inner.get_tags(key).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        self.settled(key).await;
+        self.inner.put_tags(key, tags).await
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        self.settled(key).await;
+        self.inner.get_acl(key).await
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        self.settled(key).await;
+        self.inner.put_acl(key, canned).await
+    }
+
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
+        self.settled(key).await;
+        self.inner.presign_get(key, version_id, expires).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        self.settled_under(prefix).await;
+        self.inner.list_versions(prefix, after, max_keys).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        self.settled(key).await;
+        self.inner.head_version(key, version_id).await
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        self.settled(key).await;
+        self.inner.get_version_stream(key, version_id, range).await
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.inner.get_bucket_setting(which).await
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.inner.put_bucket_setting(which, value).await
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        self.inner.delete_bucket_setting(which).await
     }
 }
 

@@ -13,8 +13,8 @@ use futures_util::stream::{self, StreamExt};
 use parking_lot::Mutex;
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
-    UploadMarker, UploadPage,
+    BucketSetting, CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition,
+    PutOptions, Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
 };
 
 const GET_OBJECT: &str = "GetObject";
@@ -382,6 +382,60 @@ impl ObjectStore for FaultyStore {
     ) -> Result<UploadPage, ObjectError> {
         let request = self.inner.list_multipart_uploads(prefix, after, max_uploads);
         self.forward("ListMultipartUploads", prefix, request).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        self.forward("GetObjectTagging", key, self.inner.get_tags(key)).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        self.forward("PutObjectTagging", key, self.inner.put_tags(key, tags)).await
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        self.forward("GetObjectAcl", key, self.inner.get_acl(key)).await
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        self.forward("PutObjectAcl", key, self.inner.put_acl(key, canned)).await
+    }
+
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
+        self.forward("PresignGetObject", key, self.inner.presign_get(key, version_id, expires)).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        self.forward("ListObjectVersions", prefix, self.inner.list_versions(prefix, after, max_keys)).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        self.forward("HeadObject", key, self.inner.head_version(key, version_id)).await
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        self.forward("GetObject", key, self.inner.get_version_stream(key, version_id, range)).await
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.forward("GetBucketSetting", "", self.inner.get_bucket_setting(which)).await
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.forward("PutBucketSetting", "", self.inner.put_bucket_setting(which, value)).await
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        self.forward("DeleteBucketSetting", "", self.inner.delete_bucket_setting(which)).await
     }
 }
 

@@ -15,8 +15,9 @@ use futures_util::stream::{self, StreamExt};
 use parking_lot::{Mutex, MutexGuard};
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary, Precondition,
-    PutOptions, UnfinishedUpload, UploadMarker, UploadPage,
+    BucketSetting, CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, ObjectSummary,
+    ObjectVersion, Precondition, PutOptions, Tags, UnfinishedUpload, UploadMarker, UploadPage, VersionMarker,
+    VersionPage,
 };
 
 /// S3's smallest part, the last one excepted.
@@ -28,6 +29,9 @@ const MAX_DELETE_KEYS: usize = 1000;
 /// What S3 reports for an object stored without a content type.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 /// Bodies are delivered in pieces of this size, so streaming consumers see several chunks.
+/// The version id of objects in a bucket that never had versioning on.
+const NULL_VERSION: &str = "null";
+
 const BODY_CHUNK: usize = 64 * 1024;
 
 /// An object as the store holds it.
@@ -42,6 +46,9 @@ pub struct StoredObject {
     pub storage_class: Option<String>,
     /// Millisecond precision, as S3 keeps it; strictly increasing from one write to the next.
     pub last_modified: SystemTime,
+    pub tags: Tags,
+    /// The canned ACL.
+    pub acl: String,
 }
 
 /// One bucket of S3 in memory; clones share their contents.
@@ -69,6 +76,7 @@ struct State {
     uploads_created: u64,
     last_write: Option<SystemTime>,
     requests: HashMap<&'static str, u64>,
+    settings: HashMap<BucketSetting, String>,
 }
 
 struct Upload {
@@ -77,6 +85,8 @@ struct Upload {
     content_type: String,
     metadata: HashMap<String, String>,
     storage_class: Option<String>,
+    tags: Tags,
+    acl: String,
     parts: BTreeMap<i32, Part>,
 }
 
@@ -191,53 +201,12 @@ impl ObjectStore for MemoryStore {
         const OP: &str = "ListObjects";
         let state = self.begin(OP);
         let max = page_size(OP, prefix, max_keys)?;
-        // S3 ignores an empty delimiter.
-        let delimiter = delimiter.filter(|d| !d.is_empty());
-        let marker = continuation.as_deref();
-        let start = match marker {
-            Some(m) if m >= prefix => Bound::Excluded(m),
-            _ => Bound::Included(prefix),
-        };
-        let mut page = ListPage::default();
-        let mut last_returned: Option<String> = None;
-        let mut truncated = false;
-        for (key, object) in state.objects.range::<str, _>((start, Bound::Unbounded)) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            let group = delimiter.and_then(|d| key[prefix.len()..].find(d).map(|i| &key[..prefix.len() + i + d.len()]));
-            if let Some(group) = group {
-                // Keys under one prefix are contiguous, so a group is only seen again right
-                // after it was taken; a marker equal to the group means it was on an
-                // earlier page.
-                if page.common_prefixes.last().is_some_and(|p| p == group) || marker.is_some_and(|m| group <= m) {
-                    continue;
-                }
-            }
-            if page.objects.len() + page.common_prefixes.len() == max {
-                truncated = true;
-                break;
-            }
-            match group {
-                Some(group) => {
-                    page.common_prefixes.push(group.to_string());
-                    last_returned = Some(group.to_string());
-                }
-                None => {
-                    page.objects.push(ObjectSummary {
-                        key: key.clone(),
-                        size: object.data.len() as u64,
-                        last_modified: Some(object.last_modified),
-                        etag: Some(object.etag.clone()),
-                    });
-                    last_returned = Some(key.clone());
-                }
-            }
-        }
-        if truncated {
-            page.next = last_returned;
-        }
-        Ok(page)
+        Ok(list_sorted(&state.objects, prefix, delimiter, continuation.as_deref(), max, |key, object| ObjectSummary {
+            key: key.to_string(),
+            size: object.data.len() as u64,
+            last_modified: Some(object.last_modified),
+            etag: Some(object.etag.clone()),
+        }))
     }
 
     async fn head_object(&self, key: &str) -> Result<ObjectInfo, ObjectError> {
@@ -252,6 +221,7 @@ impl ObjectStore for MemoryStore {
             etag: Some(object.etag.clone()),
             storage_class: object.storage_class.clone(),
             metadata: object.metadata.clone(),
+            version_id: None,
         })
     }
 
@@ -295,6 +265,8 @@ impl ObjectStore for MemoryStore {
             metadata: opts.metadata.clone(),
             storage_class: storage_class(opts),
             last_modified,
+            tags: opts.tags.clone().unwrap_or_default(),
+            acl: acl(opts),
         };
         state.objects.insert(key.to_string(), object);
         Ok(Some(etag))
@@ -329,6 +301,13 @@ impl ObjectStore for MemoryStore {
             copy.content_type = content_type(opts);
             copy.metadata = opts.metadata.clone();
             copy.storage_class = storage_class(opts);
+            copy.acl = acl(opts);
+            if let Some(tags) = &opts.tags {
+                copy.tags = tags.clone();
+            }
+        } else {
+            // S3 does not copy an ACL: the copy gets the default.
+            copy.acl = acl(&PutOptions::default());
         }
         copy.last_modified = state.write_time();
         let etag = copy.etag.clone();
@@ -368,6 +347,8 @@ impl ObjectStore for MemoryStore {
             content_type: content_type(opts),
             metadata: opts.metadata.clone(),
             storage_class: storage_class(opts),
+            tags: opts.tags.clone().unwrap_or_default(),
+            acl: acl(opts),
             parts: BTreeMap::new(),
         };
         state.uploads.insert(upload_id.clone(), upload);
@@ -477,6 +458,8 @@ impl ObjectStore for MemoryStore {
             metadata: upload.metadata,
             storage_class: upload.storage_class,
             last_modified: state.write_time(),
+            tags: upload.tags,
+            acl: upload.acl,
         };
         state.objects.insert(key.to_string(), object);
         Ok(Some(etag))
@@ -524,6 +507,107 @@ impl ObjectStore for MemoryStore {
         };
         Ok(UploadPage { uploads, next })
     }
+
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        const OP: &str = "GetObjectTagging";
+        Ok(self.begin(OP).object(OP, key)?.tags.clone())
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        const OP: &str = "PutObjectTagging";
+        let mut state = self.begin(OP);
+        state.objects.get_mut(key).ok_or_else(|| no_such_key(OP, key))?.tags = tags.clone();
+        Ok(())
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        const OP: &str = "GetObjectAcl";
+        Ok(self.begin(OP).object(OP, key)?.acl.clone())
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        const OP: &str = "PutObjectAcl";
+        let mut state = self.begin(OP);
+        state.objects.get_mut(key).ok_or_else(|| no_such_key(OP, key))?.acl = canned.to_string();
+        Ok(())
+    }
+
+    async fn presign_get(&self, key: &str, _: Option<&str>, _: Duration) -> Result<String, ObjectError> {
+        Err(not_implemented("GetObject", key, "objects in memory have no URL"))
+    }
+
+    /// Keeps one version of each key (as a bucket that never had versioning on): `null`.
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        const OP: &str = "ListObjectVersions";
+        let state = self.begin(OP);
+        let max = page_size(OP, prefix, max_keys)?;
+        let start = match &after {
+            Some(m) if m.key.as_str() >= prefix => Bound::Excluded(m.key.as_str()),
+            _ => Bound::Included(prefix),
+        };
+        let mut page = VersionPage::default();
+        for (key, object) in state.objects.range::<str, _>((start, Bound::Unbounded)) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if page.versions.len() == max {
+                page.next =
+                    page.versions.last().map(|v| VersionMarker { key: v.key.clone(), version_id: NULL_VERSION.into() });
+                break;
+            }
+            page.versions.push(ObjectVersion {
+                key: key.clone(),
+                version_id: NULL_VERSION.into(),
+                last_modified: Some(object.last_modified),
+                size: object.data.len() as u64,
+                etag: Some(object.etag.clone()),
+                is_latest: true,
+                delete_marker: false,
+            });
+        }
+        Ok(page)
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        match version_id {
+            NULL_VERSION => self.head_object(key).await,
+            other => Err(no_such_version("HeadObject", key, other)),
+        }
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        match version_id {
+            NULL_VERSION => self.get_stream(key, range, None).await,
+            other => Err(no_such_version("GetObject", key, other)),
+        }
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        Ok(self.begin("GetBucketSetting").settings.get(&which).cloned())
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        if which == BucketSetting::Versioning {
+            return Err(not_implemented("PutBucketVersioning", "", "the memory store keeps one version of each key"));
+        }
+        self.begin("PutBucketSetting").settings.insert(which, value.to_string());
+        Ok(())
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        self.begin("DeleteBucketSetting").settings.remove(&which);
+        Ok(())
+    }
 }
 
 /// The page size S3 uses when asked for `requested` entries.
@@ -551,6 +635,63 @@ fn storage_class(opts: &PutOptions) -> Option<String> {
     opts.storage_class.clone().filter(|c| c != "STANDARD")
 }
 
+/// One page of a listing of `objects` (sorted by key, as S3 keeps them) under `prefix`,
+/// grouped at `delimiter`, after `marker`, with S3's paging rules.
+pub(super) fn list_sorted<T>(
+    objects: &BTreeMap<String, T>,
+    prefix: &str,
+    delimiter: Option<&str>,
+    marker: Option<&str>,
+    max: usize,
+    summary: impl Fn(&str, &T) -> ObjectSummary,
+) -> ListPage {
+    // S3 ignores an empty delimiter.
+    let delimiter = delimiter.filter(|d| !d.is_empty());
+    let start = match marker {
+        Some(m) if m >= prefix => Bound::Excluded(m),
+        _ => Bound::Included(prefix),
+    };
+    let mut page = ListPage::default();
+    let mut last_returned: Option<String> = None;
+    let mut truncated = false;
+    for (key, object) in objects.range::<str, _>((start, Bound::Unbounded)) {
+        if !key.starts_with(prefix) {
+            break;
+        }
+        let group = delimiter.and_then(|d| key[prefix.len()..].find(d).map(|i| &key[..prefix.len() + i + d.len()]));
+        if let Some(group) = group {
+            // Keys under one prefix are contiguous, so a group is only seen again right
+            // after it was taken; a marker equal to the group means it was on an
+            // earlier page.
+            if page.common_prefixes.last().is_some_and(|p| p == group) || marker.is_some_and(|m| group <= m) {
+                continue;
+            }
+        }
+        if page.objects.len() + page.common_prefixes.len() == max {
+            truncated = true;
+            break;
+        }
+        match group {
+            Some(group) => {
+                page.common_prefixes.push(group.to_string());
+                last_returned = Some(group.to_string());
+            }
+            None => {
+                page.objects.push(summary(key, object));
+                last_returned = Some(key.clone());
+            }
+        }
+    }
+    if truncated {
+        page.next = last_returned;
+    }
+    page
+}
+
+fn acl(opts: &PutOptions) -> String {
+    opts.acl.clone().unwrap_or_else(|| "private".into())
+}
+
 fn whole_seconds(time: SystemTime) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(time.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs())
 }
@@ -576,6 +717,17 @@ fn invalid_range(op: &'static str, key: &str, size: u64) -> ObjectError {
         .with_message(format!("The requested range is not satisfiable: the object has {size} bytes"))
 }
 
+fn no_such_version(op: &'static str, key: &str, version_id: &str) -> ObjectError {
+    ObjectError::new(ErrorKind::NotFound, op, key)
+        .with_status(404)
+        .with_code("NoSuchVersion")
+        .with_message(format!("The specified version {version_id} does not exist."))
+}
+
+fn not_implemented(op: &'static str, key: &str, why: &str) -> ObjectError {
+    ObjectError::new(ErrorKind::Rejected, op, key).with_status(501).with_code("NotImplemented").with_message(why)
+}
+
 fn invalid_argument(op: &'static str, key: &str, message: String) -> ObjectError {
     ObjectError::new(ErrorKind::Rejected, op, key).with_status(400).with_code("InvalidArgument").with_message(message)
 }
@@ -592,6 +744,7 @@ mod tests {
             metadata: meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             acl: None,
             storage_class: storage_class.map(str::to_string),
+            tags: None,
         }
     }
 

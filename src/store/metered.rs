@@ -5,15 +5,15 @@
 use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::{
-    CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
-    UploadMarker, UploadPage,
+    BucketSetting, CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition,
+    PutOptions, Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
 };
 use crate::metrics::{global, Metrics};
 
@@ -48,6 +48,22 @@ impl MeteredStore {
     }
 }
 
+impl MeteredStore {
+    /// `body`, its bytes counted as they arrive.
+    fn counted(&self, body: ObjectBody) -> ObjectBody {
+        let down = self.metrics.bytes_down.clone();
+        let chunks = futures_util::stream::unfold(body, |mut body| async move {
+            body.next_chunk().await.transpose().map(|chunk| (chunk, body))
+        })
+        .inspect(move |chunk| {
+            if let Ok(bytes) = chunk {
+                down.inc_by(bytes.len() as u64);
+            }
+        });
+        ObjectBody::new(chunks.boxed())
+    }
+}
+
 #[async_trait]
 impl ObjectStore for MeteredStore {
     async fn head_bucket(&self) -> Result<(), ObjectError> {
@@ -71,16 +87,7 @@ impl ObjectStore for MeteredStore {
     /// Times the request until the body starts; counts the body's bytes as they arrive.
     async fn get_stream(&self, key: &str, range: Range<u64>, etag: Option<&str>) -> Result<ObjectBody, ObjectError> {
         let body = self.count("GetObject", self.inner.get_stream(key, range, etag)).await?;
-        let down = self.metrics.bytes_down.clone();
-        let chunks = futures_util::stream::unfold(body, |mut body| async move {
-            body.next_chunk().await.transpose().map(|chunk| (chunk, body))
-        })
-        .inspect(move |chunk| {
-            if let Ok(bytes) = chunk {
-                down.inc_by(bytes.len() as u64);
-            }
-        });
-        Ok(ObjectBody::new(chunks.boxed()))
+        Ok(self.counted(body))
     }
 
     async fn put_object_if(
@@ -166,5 +173,61 @@ impl ObjectStore for MeteredStore {
         max_uploads: i32,
     ) -> Result<UploadPage, ObjectError> {
         self.count("ListMultipartUploads", self.inner.list_multipart_uploads(prefix, after, max_uploads)).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        self.count("GetObjectTagging", self.inner.get_tags(key)).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        self.count("PutObjectTagging", self.inner.put_tags(key, tags)).await
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        self.count("GetObjectAcl", self.inner.get_acl(key)).await
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        self.count("PutObjectAcl", self.inner.put_acl(key, canned)).await
+    }
+
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
+        // Signed here: no request.
+        self.inner.presign_get(key, version_id, expires).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        self.count("ListObjectVersions", self.inner.list_versions(prefix, after, max_keys)).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        self.count("HeadObject", self.inner.head_version(key, version_id)).await
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        let body = self.count("GetObject", self.inner.get_version_stream(key, version_id, range)).await?;
+        Ok(self.counted(body))
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.count("GetBucketSetting", self.inner.get_bucket_setting(which)).await
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.count("PutBucketSetting", self.inner.put_bucket_setting(which, value)).await
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        self.count("DeleteBucketSetting", self.inner.delete_bucket_setting(which)).await
     }
 }

@@ -7,8 +7,10 @@
 //! - [`RetryingStore`]: wraps any store and sends transient failures again, with backoff;
 //! - [`BandwidthLimit`]: wraps any store and paces its body bytes (`--max-bandwidth`);
 //! - [`MeteredStore`]: wraps any store and counts its requests into the metrics;
-//! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`).
+//! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`);
+//! - [`AsOfStore`]: a read-only view of a versioned bucket as it was at a moment.
 
+mod as_of;
 mod bandwidth;
 mod deletes;
 mod error;
@@ -17,15 +19,17 @@ mod faults;
 mod memory;
 mod metered;
 mod retry;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
+pub use as_of::AsOfStore;
 pub use bandwidth::{BandwidthLimit, TokenBucket};
 pub use deletes::DeleteQueue;
 pub use error::{ErrorKind, ObjectError};
@@ -34,6 +38,7 @@ pub use faults::{Fault, FaultRule, FaultyStore};
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use retry::{RetryPolicy, RetryingStore};
+pub use settings::BucketSetting;
 
 /// One entry of a listing page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +68,38 @@ pub struct ObjectInfo {
     pub storage_class: Option<String>,
     /// User metadata, without the `x-amz-meta-` prefix.
     pub metadata: HashMap<String, String>,
+    /// `None` when the bucket never had versioning on.
+    pub version_id: Option<String>,
+}
+
+/// An object's tags, in the store's order.
+pub type Tags = Vec<(String, String)>;
+
+/// One version of a key (or a delete marker), as ListObjectVersions reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectVersion {
+    pub key: String,
+    /// `null` for the version written while versioning was never on or suspended.
+    pub version_id: String,
+    pub last_modified: Option<SystemTime>,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub is_latest: bool,
+    pub delete_marker: bool,
+}
+
+/// Where a listing of versions continues (ListObjectVersions' key and version-id markers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionMarker {
+    pub key: String,
+    pub version_id: String,
+}
+
+/// One page of versions, newest first within a key; `next` continues the listing.
+#[derive(Debug, Default)]
+pub struct VersionPage {
+    pub versions: Vec<ObjectVersion>,
+    pub next: Option<VersionMarker>,
 }
 
 /// What every upload carries besides the bytes.
@@ -74,6 +111,10 @@ pub struct PutOptions {
     /// A canned ACL (`private`, `public-read`, ...); `None` leaves the bucket's default.
     pub acl: Option<String>,
     pub storage_class: Option<String>,
+    /// Tags to store the object with; `None` stores a new object without tags and keeps a
+    /// copy's source tags.
+    #[serde(default)]
+    pub tags: Option<Tags>,
 }
 
 /// What an upload requires of the object it replaces, so that a change made elsewhere
@@ -226,6 +267,53 @@ pub trait ObjectStore: Send + Sync + 'static {
         after: Option<UploadMarker>,
         max_uploads: i32,
     ) -> Result<UploadPage, ObjectError>;
+
+    /// The object's tags (none: an empty set).
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError>;
+
+    /// Replaces the object's tags; an empty set deletes them. The data, metadata and
+    /// Last-Modified stay as they are.
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError>;
+
+    /// The object's ACL as a canned name ([`settings::CANNED_ACLS`]), `custom` when its
+    /// grants match none.
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError>;
+
+    /// Gives the object a canned ACL.
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError>;
+
+    /// A URL anyone can GET the object (or that version of it) with, for `expires`.
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError>;
+
+    /// One page of the versions of keys under `prefix`, in key order and newest first
+    /// within a key, starting after `after`.
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError>;
+
+    /// HeadObject of one version.
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError>;
+
+    /// A ranged GET of one version (versions never change, so no ETag condition).
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError>;
+
+    /// A bucket setting in its text form ([`settings`]); `None` when there is none.
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError>;
+
+    /// Replaces a bucket setting with `value`, in its text form, checked by
+    /// [`settings::validate`] before.
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError>;
+
+    /// Deletes a bucket setting (versioning, which cannot be deleted, is suspended).
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError>;
 
     /// Stores `body` as `key`, over whatever is there.
     async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {

@@ -19,8 +19,8 @@ use tracing::debug;
 use crate::metrics::OpLabel;
 
 use super::{
-    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, UploadMarker,
-    UploadPage,
+    BucketSetting, CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
+    Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
 };
 
 /// How often and how patiently to retry.
@@ -183,6 +183,60 @@ impl ObjectStore for RetryingStore {
         max_uploads: i32,
     ) -> Result<UploadPage, ObjectError> {
         self.retry(|| self.inner.list_multipart_uploads(prefix, after.clone(), max_uploads)).await
+    }
+
+    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
+        self.retry(|| self.inner.get_tags(key)).await
+    }
+
+    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
+        self.retry(|| self.inner.put_tags(key, tags)).await
+    }
+
+    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
+        self.retry(|| self.inner.get_acl(key)).await
+    }
+
+    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
+        self.retry(|| self.inner.put_acl(key, canned)).await
+    }
+
+    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
+        self.retry(|| self.inner.presign_get(key, version_id, expires)).await
+    }
+
+    async fn list_versions(
+        &self,
+        prefix: &str,
+        after: Option<VersionMarker>,
+        max_keys: i32,
+    ) -> Result<VersionPage, ObjectError> {
+        self.retry(|| self.inner.list_versions(prefix, after.clone(), max_keys)).await
+    }
+
+    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
+        self.retry(|| self.inner.head_version(key, version_id)).await
+    }
+
+    async fn get_version_stream(
+        &self,
+        key: &str,
+        version_id: &str,
+        range: Range<u64>,
+    ) -> Result<ObjectBody, ObjectError> {
+        self.retry(|| self.inner.get_version_stream(key, version_id, range.clone())).await
+    }
+
+    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.retry(|| self.inner.get_bucket_setting(which)).await
+    }
+
+    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.retry(|| self.inner.put_bucket_setting(which, value)).await
+    }
+
+    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+        self.retry(|| self.inner.delete_bucket_setting(which)).await
     }
 }
 

@@ -568,7 +568,7 @@ impl WriteBuffer {
             base: self.base.clone(),
             base_limit: self.base_limit,
             size: self.size,
-            metadata: self.opts.metadata.clone(),
+            options: self.opts.clone(),
         }
     }
 
@@ -705,16 +705,13 @@ impl WriteBuffer {
         self.journal_warn(self.note(LogOp::Meta).await);
     }
 
-    pub fn metadata(&self) -> &std::collections::HashMap<String, String> {
-        &self.opts.metadata
+    pub fn options(&self) -> &PutOptions {
+        &self.opts
     }
 
-    pub async fn set_metadata_entry(&mut self, key: String, value: Option<String>) -> Result<(), WriteError> {
+    pub async fn edit_options(&mut self, edit: super::OptionsEdit) -> Result<(), WriteError> {
         self.settle_commit().await?;
-        match value {
-            Some(v) => self.opts.metadata.insert(key, v),
-            None => self.opts.metadata.remove(&key),
-        };
+        edit(&mut self.opts);
         self.touch(false);
         self.meta_changed().await;
         Ok(())

@@ -3,7 +3,6 @@
 //! that version), zeros past the base's end. [`Frozen`] is that view fixed at a
 //! write-back close, so that reads are served while the upload runs.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use bytes::Bytes;
 use super::buffer::BaseObject;
 use super::ranges::RangeSet;
 use super::staging::StagingFile;
-use crate::store::{ErrorKind, ObjectError, ObjectStore};
+use crate::store::{ErrorKind, ObjectError, ObjectStore, PutOptions};
 
 /// Where each byte of a file being written comes from.
 pub(super) struct Contents<'a> {
@@ -76,7 +75,7 @@ pub struct Frozen {
     pub(super) base: Option<BaseObject>,
     pub(super) base_limit: u64,
     pub(super) size: u64,
-    pub(super) metadata: HashMap<String, String>,
+    pub(super) options: PutOptions,
 }
 
 impl Frozen {
@@ -96,7 +95,7 @@ impl Frozen {
         contents.assemble(offset..end).await
     }
 
-    pub fn metadata(&self) -> &HashMap<String, String> {
-        &self.metadata
+    pub fn options(&self) -> &PutOptions {
+        &self.options
     }
 }

@@ -184,6 +184,9 @@ pub enum WriteError {
 
 type Reply<T> = oneshot::Sender<Result<T, WriteError>>;
 
+/// A change of what an upload stores besides the bytes, made by the writer's task.
+pub type OptionsEdit = Box<dyn FnOnce(&mut PutOptions) + Send>;
+
 enum Command {
     /// At `offset`, or (`None`) at the end of the file.
     Write {
@@ -204,12 +207,11 @@ enum Command {
         meta: MetaChange,
         reply: Reply<()>,
     },
-    Metadata {
-        reply: Reply<std::collections::HashMap<String, String>>,
+    Options {
+        reply: Reply<PutOptions>,
     },
-    SetMetadataEntry {
-        key: String,
-        value: Option<String>,
+    EditOptions {
+        edit: OptionsEdit,
         reply: Reply<()>,
     },
     KeepBase {
@@ -317,9 +319,9 @@ impl WriterHandle {
                         }
                         Command::Truncate { size, reply } => drop(reply.send(Box::pin(buffer.truncate(size)).await)),
                         Command::SetMeta { meta, reply } => drop(reply.send(Box::pin(buffer.set_meta(meta)).await)),
-                        Command::Metadata { reply } => drop(reply.send(Ok(buffer.metadata().clone()))),
-                        Command::SetMetadataEntry { key, value, reply } => {
-                            drop(reply.send(Box::pin(buffer.set_metadata_entry(key, value)).await))
+                        Command::Options { reply } => drop(reply.send(Ok(buffer.options().clone()))),
+                        Command::EditOptions { edit, reply } => {
+                            drop(reply.send(Box::pin(buffer.edit_options(edit)).await))
                         }
                         Command::KeepBase { reply } => {
                             Box::pin(buffer.keep_base()).await;
@@ -390,18 +392,19 @@ impl WriterHandle {
         self.ask(|reply| Command::SetMeta { meta, reply }).await
     }
 
-    /// The user metadata the next upload stores.
-    pub async fn metadata(&self) -> Result<std::collections::HashMap<String, String>, WriteError> {
+    /// What the next upload stores besides the bytes: user metadata, Content-Type, ACL,
+    /// storage class, tags.
+    pub async fn options(&self) -> Result<PutOptions, WriteError> {
         if let Some(frozen) = self.shown.frozen.get() {
-            return Ok(frozen.metadata().clone());
+            return Ok(frozen.options().clone());
         }
-        self.ask(|reply| Command::Metadata { reply }).await
+        self.ask(|reply| Command::Options { reply }).await
     }
 
-    /// Sets (or, with `None`, removes) one entry of the user metadata the next upload
-    /// stores (an xattr change while the file is written).
-    pub async fn set_metadata_entry(&self, key: String, value: Option<String>) -> Result<(), WriteError> {
-        self.ask(|reply| Command::SetMetadataEntry { key, value, reply }).await
+    /// Changes what the next upload stores besides the bytes (an xattr change while the
+    /// file is written).
+    pub async fn edit_options(&self, edit: OptionsEdit) -> Result<(), WriteError> {
+        self.ask(|reply| Command::EditOptions { edit, reply }).await
     }
 
     /// Uploads what is dirty; `Some` describes the stored object when anything was sent.

@@ -3,6 +3,8 @@
 //! API, and the xosfs binary mounted over it through /dev/fuse, always unmounted on drop.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,11 +18,28 @@ use xosfs_testserver::{Backend, ServerConfig, TestServer};
 
 pub const BUCKET: &str = "bucket";
 
-pub struct Server {
-    pub server: TestServer,
+/// An S3 endpoint on loopback with its keys: an SDK client to seed and inspect it through
+/// the S3 API, and the xosfs binary pointed at it.
+pub struct Endpoint {
+    url: String,
+    access_key: String,
+    secret_key: String,
     pub client: aws_sdk_s3::Client,
     rt: tokio::runtime::Runtime,
+}
+
+/// xosfs-testserver: s3s-fs or the in-memory flat store, with request counts and faults.
+pub struct Server {
+    pub server: TestServer,
+    s3: Endpoint,
     _root: Option<TempDir>,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.s3
+    }
 }
 
 impl Server {
@@ -37,24 +56,82 @@ impl Server {
 
     fn start(backend: Backend, root: Option<TempDir>) -> Server {
         let server = TestServer::start(ServerConfig { backend, ..ServerConfig::default() }).expect("start S3 server");
+        let s3 = Endpoint::new(server.endpoint(), server.access_key(), server.secret_key());
+        s3.create_bucket(BUCKET);
+        Server { server, s3, _root: root }
+    }
+}
+
+/// moto's S3 server (`moto_server`, from PyPI's `moto[server]`), in memory: tagging, ACLs,
+/// versioning and bucket settings as S3 has them. Killed on drop.
+pub struct Moto {
+    child: Child,
+    s3: Endpoint,
+}
+
+impl std::ops::Deref for Moto {
+    type Target = Endpoint;
+    fn deref(&self) -> &Endpoint {
+        &self.s3
+    }
+}
+
+impl Moto {
+    /// A fresh moto server on a free loopback port, with the bucket BUCKET.
+    pub fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server (scripts/test.sh installs moto[server])");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen within 60 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // moto accepts any keys.
+        let moto = Moto { child, s3: Endpoint::new(format!("http://127.0.0.1:{port}"), "moto-key", "moto-secret") };
+        moto.create_bucket(BUCKET);
+        moto
+    }
+
+    /// Turns versioning on for BUCKET.
+    pub fn enable_versioning(&self) {
+        use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+        let conf = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+        self.block_on(self.client.put_bucket_versioning().bucket(BUCKET).versioning_configuration(conf).send())
+            .expect("enable versioning");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Endpoint {
+    fn new(url: String, access_key: impl Into<String>, secret_key: impl Into<String>) -> Endpoint {
+        let (access_key, secret_key) = (access_key.into(), secret_key.into());
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("us-east-1"))
-            .endpoint_url(server.endpoint())
+            .endpoint_url(&url)
             .force_path_style(true)
-            .credentials_provider(Credentials::new(server.access_key(), server.secret_key(), None, None, "test"))
+            .credentials_provider(Credentials::new(&access_key, &secret_key, None, None, "test"))
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             .build();
         let client = aws_sdk_s3::Client::from_conf(conf);
-        let s = Server { server, client, rt, _root: root };
-        s.create_bucket(BUCKET);
-        s
+        Endpoint { url, access_key, secret_key, client, rt }
     }
 
     pub fn endpoint(&self) -> String {
-        self.server.endpoint()
+        self.url.clone()
     }
 
     pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
@@ -131,8 +208,8 @@ impl Server {
     /// The xosfs command with this server's endpoint and credentials (from the environment).
     pub fn xosfs(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xosfs"));
-        cmd.env("AWS_ACCESS_KEY_ID", self.server.access_key())
-            .env("AWS_SECRET_ACCESS_KEY", self.server.secret_key())
+        cmd.env("AWS_ACCESS_KEY_ID", &self.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
             .env_remove("AWS_SESSION_TOKEN")
             .env_remove("AWS_PROFILE")
             .env_remove("XOSFS_ENDPOINT")
@@ -303,4 +380,50 @@ pub fn local_tree() -> (TempDir, PathBuf) {
     let tar = Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(src.path()).arg("tree").status().unwrap();
     assert!(tar.success());
     (src, tarball)
+}
+
+fn c(path: &Path) -> CString {
+    CString::new(path.as_os_str().as_bytes()).unwrap()
+}
+
+pub fn setxattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let name = CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe { libc::setxattr(c(path).as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), flags) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+pub fn getxattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let name = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let n = unsafe { libc::getxattr(c(path).as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+pub fn listxattr(path: &Path) -> Vec<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: a valid NUL-terminated path and a buffer of the given length.
+    let n = unsafe { libc::listxattr(c(path).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(n >= 0, "listxattr: {}", std::io::Error::last_os_error());
+    buf[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into()).collect()
+}
+
+pub fn removexattr(path: &Path, name: &str) -> std::io::Result<()> {
+    let name = CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings.
+    let rc = unsafe { libc::removexattr(c(path).as_ptr(), name.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
