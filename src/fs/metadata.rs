@@ -254,18 +254,21 @@ impl Fs {
         if let Some(writer) = self.writer_of(ino) {
             // A file being written stores its xattrs with its upload (cp -a and rsync -X
             // set them on the open copy). The kernel serializes xattr changes of a file.
-            let Some(opts) = unless_closed(writer.options().await)? else { return Err(FsError::Busy) };
-            let mut metadata = opts.metadata;
-            edit_xattr(&mut metadata, name, value, create, replace)?;
-            let stored = metadata.remove(xattr::METADATA_KEY);
-            let edit: crate::write::OptionsEdit = Box::new(move |opts| match stored {
-                Some(v) => drop(opts.metadata.insert(xattr::METADATA_KEY.into(), v)),
-                None => drop(opts.metadata.remove(xattr::METADATA_KEY)),
-            });
-            return match unless_closed(writer.edit_options(edit).await)? {
-                Some(()) => Ok(()),
-                None => Err(FsError::Busy),
-            };
+            if let Some(opts) = unless_closed(writer.options().await)? {
+                let mut metadata = opts.metadata;
+                edit_xattr(&mut metadata, name, value, create, replace)?;
+                let stored = metadata.remove(xattr::METADATA_KEY);
+                let edit: crate::write::OptionsEdit = Box::new(move |opts| match stored {
+                    Some(v) => drop(opts.metadata.insert(xattr::METADATA_KEY.into(), v)),
+                    None => drop(opts.metadata.remove(xattr::METADATA_KEY)),
+                });
+                if unless_closed(writer.edit_options(edit).await)?.is_some() {
+                    return Ok(());
+                }
+            }
+            // Its close stored the file just now (rsync sets xattrs right after the close):
+            // the change goes to the stored object.
+            self.writers.ended(ino, &writer).await;
         }
         self.rewrite_metadata(&inode, |info| edit_xattr(&mut info.metadata, name, value, create, replace)).await
     }

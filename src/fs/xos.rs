@@ -357,11 +357,14 @@ impl Fs {
         };
         if let Some(writer) = self.writer_of(inode.ino) {
             // Stored with the upload (cp -a sets these on its open copy).
-            let edit: crate::write::OptionsEdit = Box::new(move |opts| change.apply(opts));
-            return match super::unless_closed(writer.edit_options(edit).await)? {
-                Some(()) => Ok(()),
-                None => Err(FsError::Busy),
-            };
+            let for_upload = change.clone();
+            let edit: crate::write::OptionsEdit = Box::new(move |opts| for_upload.apply(opts));
+            match super::unless_closed(writer.edit_options(edit).await)? {
+                Some(()) => return Ok(()),
+                // Its close stored the file just now (rsync sets xattrs right after the
+                // close): the change goes to the stored object.
+                None => self.writers.ended(inode.ino, &writer).await,
+            }
         }
         self.facts.forget(inode.ino);
         let facts = self.facts(inode, matches!(change, Change::Tags(_)), matches!(change, Change::Acl(_))).await?;
@@ -432,6 +435,7 @@ impl Kept {
 }
 
 /// A change of what the store keeps beside an object's bytes.
+#[derive(Clone)]
 enum Change {
     Tags(Tags),
     Acl(String),
