@@ -240,8 +240,9 @@ pub struct MountArgs {
     #[arg(long, value_name = "SIZE", default_value = "512M")]
     pub cache_size: String,
 
-    /// Largest read-ahead window of one open file; windows grow from one block to this while a
-    /// file is read sequentially, and shrink when --cache-size has no room.
+    /// Largest read-ahead window of one open file; a window grows with what the reader has
+    /// consumed (plus one block from offset 0) up to this, and shrinks when --cache-size has
+    /// no room.
     #[arg(long, value_name = "SIZE", default_value = "128M")]
     pub max_prefetch: String,
 
