@@ -140,7 +140,10 @@ impl Filesystem for FuseAdapter {
             | InitFlags::FUSE_MAX_PAGES
             // O_TRUNC arrives with open, not as a separate truncate that would replace
             // the object before the new data is written.
-            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            // We clear set-user/group-ID bits (AttrChange::drop_set_id), so the kernel does
+            // not ask for security.capability before every write.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         // Ask only for what this kernel offers; the rest is an optimisation, not a need.
         let _ = config.add_capabilities(wanted & config.capabilities());
         if let Err(max) = config.set_max_write(MAX_WRITE) {
@@ -181,8 +184,23 @@ impl Filesystem for FuseAdapter {
         let truncate = write && flags.0 & libc::O_TRUNC != 0;
         let append = flags.0 & libc::O_APPEND != 0;
         let pid = req.pid();
+        // As a truncate (see setattr): fuser does not pass the kernel's FUSE_OPEN_KILL_SUIDGID.
+        let drop_set_id = truncate && req.uid() != 0;
         self.spawn("open", ino, move |fs, _| async move {
-            match fs.open(ino.0, write, truncate, append, pid).await {
+            let result = async {
+                let opened = fs.open(ino.0, write, truncate, append, pid).await?;
+                if drop_set_id {
+                    let by = Changer { fh: Some(opened.fh), pid };
+                    if let Err(e) =
+                        fs.set_attributes(ino.0, by, AttrChange { drop_set_id, ..AttrChange::default() }).await
+                    {
+                        let _ = fs.release(opened.fh).await;
+                        return Err(e);
+                    }
+                }
+                Ok::<_, FsError>(opened)
+            };
+            match result.await {
                 Ok(opened) => {
                     let flags = if opened.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
                     reply.opened(FileHandle(opened.fh), flags)
@@ -238,19 +256,28 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
+        // The writer lacks CAP_FSETID: its write clears the file's set-ID bits.
+        let drop_set_id = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let by = Changer { fh: Some(fh.0), pid: req.pid() };
         self.spawn("write", ino, move |fs, _| async move {
-            match fs.write(fh.0, offset, data).await {
+            let result = async {
+                if drop_set_id {
+                    fs.set_attributes(ino.0, by, AttrChange { drop_set_id, ..AttrChange::default() }).await?;
+                }
+                fs.write(fh.0, offset, data).await
+            };
+            match result.await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(e)),
             }
@@ -324,6 +351,9 @@ impl Filesystem for FuseAdapter {
             gid,
             mtime: mtime.map(at),
             atime: atime.map(at),
+            // Linux's rules; fuser does not pass the kernel's FATTR_KILL_SUIDGID, so a
+            // truncate by anyone but root stands for "without CAP_FSETID".
+            drop_set_id: uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0),
         };
         self.spawn("setattr", ino, move |fs, ttl| async move {
             let result = async {

@@ -256,6 +256,57 @@ fn chmod_and_touch_store_s3fs_metadata() {
     assert_eq!(md.mtime(), 1577934245);
 }
 
+/// Runs `script` with sh as user and group 65534, no supplementary groups.
+fn as_nobody(script: &str, arg: &std::path::Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script, "sh"])
+        .arg(arg)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The stored and the shown permission bits of `key`.
+fn stored_and_shown_mode(server: &Server, m: &common::Mount, key: &str) -> (u32, u32) {
+    let head = server.block_on(server.client.head_object().bucket(BUCKET).key(key).send()).unwrap();
+    let stored = head.metadata().unwrap()["mode"].parse::<u32>().unwrap() & 0o7777;
+    (stored, std::fs::metadata(m.join(key)).unwrap().permissions().mode() & 0o7777)
+}
+
+#[test]
+fn set_id_bits_are_cleared_by_unprivileged_writes_and_truncates_and_by_chown() {
+    let server = Server::memory();
+    // Attributes are asked for afresh each time; others may write the files.
+    let m = server.mount(&["--attr-ttl", "0", "--allow-other"]);
+    let set = |key: &str, mode: u32| {
+        std::fs::write(m.join(key), "data\n").unwrap();
+        std::fs::set_permissions(m.join(key), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // A write by a process without CAP_FSETID clears set-user-ID, and set-group-ID with
+    // group execute.
+    set("tool", 0o6777);
+    assert!(as_nobody("printf more >> \"$1\"", &m.join("tool")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "tool"), (0o777, 0o777));
+    assert_eq!(server.stored("tool").unwrap(), b"data\nmore");
+    // Set-group-ID without group execute (mandatory locking) stays.
+    set("locked", 0o2766);
+    assert!(as_nobody("printf more >> \"$1\"", &m.join("locked")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "locked"), (0o2766, 0o2766));
+    // A truncating open, and truncate(1), by such a process.
+    set("opened", 0o4777);
+    assert!(as_nobody("printf new > \"$1\"", &m.join("opened")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "opened"), (0o777, 0o777));
+    set("cut", 0o4777);
+    assert!(as_nobody("truncate -s 2 \"$1\"", &m.join("cut")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "cut"), (0o777, 0o777));
+    // root keeps them when writing (CAP_FSETID); chown clears them, even by root.
+    set("rooted", 0o6755);
+    std::fs::OpenOptions::new().append(true).open(m.join("rooted")).unwrap().write_all(b"more").unwrap();
+    assert_eq!(stored_and_shown_mode(&server, &m, "rooted"), (0o6755, 0o6755));
+    std::os::unix::fs::chown(m.join("rooted"), Some(1000), None).unwrap();
+    assert_eq!(stored_and_shown_mode(&server, &m, "rooted"), (0o755, 0o755));
+}
+
 #[test]
 fn tools_write_through_the_mount() {
     let server = Server::memory();

@@ -85,11 +85,21 @@ pub struct AttrChange {
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
     pub atime: Option<SystemTime>,
+    /// Clear the set-user-ID bit (and set-group-ID, with group execute) of anything but a
+    /// directory, as Linux does on chown and on a write or truncate by a process without
+    /// CAP_FSETID: the kernel leaves that to us (FUSE_HANDLE_KILLPRIV_V2), which spares
+    /// every write a getxattr of security.capability.
+    pub drop_set_id: bool,
 }
 
 impl AttrChange {
     fn is_empty(&self) -> bool {
-        self.mode.is_none() && self.uid.is_none() && self.gid.is_none() && self.mtime.is_none() && self.atime.is_none()
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.mtime.is_none()
+            && self.atime.is_none()
+            && !self.drop_set_id
     }
 }
 
