@@ -246,6 +246,17 @@ pub struct MountArgs {
     #[arg(long, value_name = "SIZE", default_value = "128M")]
     pub max_prefetch: String,
 
+    /// Keep read blocks in this directory too, across remounts: a re-read after a remount
+    /// comes from the disk, not the store [default: no disk cache]. One daemon per
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    pub disk_cache: Option<PathBuf>,
+
+    /// Disk the --disk-cache directory may take; least recently used blocks make room.
+    /// Suffixes K, M, G.
+    #[arg(long, value_name = "SIZE", default_value = "10G")]
+    pub disk_cache_size: String,
+
     /// Size of multipart upload parts (grows every 1,000 parts; 5M to 5G). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "8M")]
     pub part_size: String,

@@ -34,6 +34,8 @@ pub enum ConfigError {
     BlockSize(String),
     #[error("--cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
     CacheSize { cache: String, block: String },
+    #[error("--disk-cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
+    DiskCacheSize { cache: String, block: String },
     #[error("{option} {value} is not a number of seconds (0 or more)")]
     Ttl { option: &'static str, value: f64 },
     #[error("--copy-threshold must be between 5M and 5G (got {0})")]
@@ -152,6 +154,8 @@ pub struct Config {
     pub access: Access,
     pub log_level: String,
     pub log_file: Option<PathBuf>,
+    /// `--disk-cache DIR` and its size.
+    pub disk_cache: Option<(PathBuf, u64)>,
 }
 
 /// `xosfs cleanup`: which uploads to abort, and how to reach them.
@@ -306,6 +310,10 @@ impl Config {
             return Err(ConfigError::CacheSize { cache: cli.cache_size, block: cli.block_size });
         }
         let max_prefetch = parse_size("--max-prefetch", &cli.max_prefetch)?;
+        let disk_cache_size = parse_size("--disk-cache-size", &cli.disk_cache_size)?;
+        if disk_cache_size < 4 * block_size {
+            return Err(ConfigError::DiskCacheSize { cache: cli.disk_cache_size, block: cli.block_size });
+        }
         let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
         let copy_threshold = parse_size("--copy-threshold", &cli.copy_threshold)?;
         if !(5 << 20..=5 << 30).contains(&copy_threshold) {
@@ -370,6 +378,7 @@ impl Config {
             },
             log_level,
             log_file: cli.log_file,
+            disk_cache: cli.disk_cache.map(|dir| (dir, disk_cache_size)),
         })
     }
 }

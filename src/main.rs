@@ -16,6 +16,7 @@ use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
+use xosfs::read::DiskCache;
 use xosfs::s3::S3Store;
 use xosfs::store::{ErrorKind, ObjectError, ObjectStore, RetryPolicy, RetryingStore};
 use xosfs::write::journal::{Journal, StoreId};
@@ -126,7 +127,17 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             .with_cache_limit(w.cache_limit),
     );
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
-    let fs = Arc::new(Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read));
+    let mut fs = Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read);
+    if let Some((dir, size)) = &config.disk_cache {
+        match DiskCache::open(dir, *size, &config.s3.bucket) {
+            Ok(disk) => fs = fs.with_disk_cache(disk),
+            Err(e) => {
+                report.failed(&e.to_string());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let fs = Arc::new(fs);
     let fs_name = match config.fs.prefix.as_str() {
         "" => config.s3.bucket.clone(),
         p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),

@@ -251,3 +251,47 @@ fn probes_of_a_big_object_fetch_at_most_twice_what_they_read_plus_one_first_wind
     let fetched_by_probe = fetched(&server, "video.mkv");
     assert!(fetched_by_probe <= 2 * 2 * MIB + MIB, "first and last MiB fetched {fetched_by_probe} bytes");
 }
+
+#[test]
+fn with_a_disk_cache_a_reread_after_a_remount_comes_from_the_disk() {
+    let server = Server::memory();
+    let data = random_bytes((6 << 20) + 12345, 67);
+    server.put("film.mkv", data.clone());
+    let disk = tempfile::tempdir().unwrap();
+    let disk_arg = disk.path().join("blocks-of-bucket");
+    let args = ["--disk-cache", disk_arg.to_str().unwrap(), "--disk-cache-size", "64M"];
+    let m = server.mount(&args);
+    assert_eq!(sha256(&std::fs::read(m.join("film.mkv")).unwrap()), sha256(&data));
+    // Blocks go to the disk right after they reach the reader: wait for all 7.
+    let on_disk = || {
+        let blocks = std::fs::read_dir(disk_arg.join("blocks")).unwrap();
+        blocks.filter(|f| !f.as_ref().unwrap().file_name().to_string_lossy().ends_with(".tmp")).count()
+    };
+    for _ in 0..100 {
+        if on_disk() == 7 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(on_disk(), 7);
+    // One daemon per disk cache: a second mount of it is refused, and says why.
+    let second = tempfile::tempdir().unwrap();
+    let out = server
+        .xosfs()
+        .arg("bucket")
+        .arg(second.path())
+        .args(["--foreground", "--cache-dir"])
+        .arg(second.path().join("cache"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another xosfs"), "{stderr}");
+    drop(m);
+
+    let m = server.mount(&args);
+    server.server.stats().reset();
+    assert_eq!(sha256(&std::fs::read(m.join("film.mkv")).unwrap()), sha256(&data));
+    assert_eq!(server.server.stats().count("GetObject"), 0, "{:?}", server.server.stats().get_ranges());
+}

@@ -174,6 +174,14 @@ pub struct Fs {
 }
 
 impl Fs {
+    /// Reads also keep their blocks in `disk`, and look there before asking the store.
+    /// Before the mount is used: the block cache starts over.
+    pub fn with_disk_cache(mut self, disk: Arc<crate::read::DiskCache>) -> Fs {
+        let (block_size, capacity) = (self.blocks.block_size(), self.blocks.capacity());
+        self.blocks = BlockCache::with_disk(self.client.clone(), block_size, capacity, Some(disk));
+        self
+    }
+
     pub fn new(
         client: Arc<dyn ObjectStore>,
         cfg: FsConfig,
