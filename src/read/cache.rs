@@ -389,6 +389,8 @@ impl Run {
                     let index = self.next;
                     self.deliver(full.clone());
                     if let Some(disk) = &cache.disk {
+                        // Written in the background: the permit it waits for bounds the
+                        // blocks held for the disk, not how fast each one lands.
                         disk.put(&self.object, cache.block_size, index, full).await;
                     }
                 }

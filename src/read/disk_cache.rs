@@ -22,6 +22,7 @@ use lru::LruCache;
 use md5::{Digest, Md5};
 use parking_lot::Mutex;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tracing::warn;
 
 use super::buffers::BlockBuffers;
@@ -134,12 +135,19 @@ impl DiskCache {
         read.await.ok().flatten()
     }
 
-    /// Writes block `index` of `object` to disk; waits while the disk is behind.
-    pub async fn put(self: &Arc<Self>, object: &ObjectVersion, block_size: u64, index: u64, data: Bytes) {
-        let Ok(permit) = self.writers.clone().acquire_owned().await else { return };
+    /// Starts writing block `index` of `object` to disk, once fewer than [`WRITERS`]
+    /// blocks are being written; the handle ends when the block is on disk.
+    pub async fn put(
+        self: &Arc<Self>,
+        object: &ObjectVersion,
+        block_size: u64,
+        index: u64,
+        data: Bytes,
+    ) -> Option<JoinHandle<()>> {
+        let permit = self.writers.clone().acquire_owned().await.ok()?;
         let identity = self.identity(object, block_size, index);
         let cache = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let write = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let name = file_name(&identity);
             match cache.write(&name, &identity, &data) {
@@ -154,8 +162,8 @@ impl DiskCache {
                 }
                 Err(e) => warn!(error = %e, "cannot write a block to the disk cache"),
             }
-        })
-        .await;
+        });
+        Some(write)
     }
 
     fn identity(&self, object: &ObjectVersion, block_size: u64, index: u64) -> Vec<u8> {
@@ -260,7 +268,7 @@ mod tests {
         let v1 = object("clip.mp4", "\"v1\"", 3 * BLOCK);
         {
             let disk = open(&dir, 1 << 30);
-            disk.put(&v1, BLOCK, 1, block(1)).await;
+            disk.put(&v1, BLOCK, 1, block(1)).await.unwrap().await.unwrap();
         }
         let disk = open(&dir, 1 << 30);
         assert_eq!(disk.get(&v1, BLOCK, 1, &buffers()).await, Some(block(1)));
@@ -278,7 +286,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v1 = object("a", "\"e\"", 2 * BLOCK);
         let disk = open(&dir, 1 << 30);
-        disk.put(&v1, BLOCK, 0, block(7)).await;
+        disk.put(&v1, BLOCK, 0, block(7)).await.unwrap().await.unwrap();
         let path = std::fs::read_dir(dir.path().join("blocks")).unwrap().next().unwrap().unwrap().path();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
@@ -288,7 +296,7 @@ mod tests {
         assert!(!path.exists(), "the corrupt block was kept");
         assert_eq!(disk.bytes(), 0);
         // Written again after the refetch, it reads back.
-        disk.put(&v1, BLOCK, 0, block(7)).await;
+        disk.put(&v1, BLOCK, 0, block(7)).await.unwrap().await.unwrap();
         assert_eq!(disk.get(&v1, BLOCK, 0, &buffers()).await, Some(block(7)));
     }
 
@@ -299,11 +307,11 @@ mod tests {
         // Room for three blocks and their headers, not four.
         let disk = open(&dir, 3 * BLOCK + 3 * 100);
         for i in 0..3 {
-            disk.put(&v1, BLOCK, i, block(i as u8)).await;
+            disk.put(&v1, BLOCK, i, block(i as u8)).await.unwrap().await.unwrap();
         }
         // Block 0 is used, so block 1 is the least recently used when block 3 comes.
         assert!(disk.get(&v1, BLOCK, 0, &buffers()).await.is_some());
-        disk.put(&v1, BLOCK, 3, block(3)).await;
+        disk.put(&v1, BLOCK, 3, block(3)).await.unwrap().await.unwrap();
         assert!(disk.bytes() <= 3 * BLOCK + 300, "{} bytes", disk.bytes());
         assert_eq!(std::fs::read_dir(dir.path().join("blocks")).unwrap().count(), 3);
         assert_eq!(disk.get(&v1, BLOCK, 1, &buffers()).await, None);
