@@ -126,6 +126,19 @@ impl Fs {
         Ok(self.attr_of(&inode))
     }
 
+    /// Clears set-user/group-ID as a write or truncate by a process without CAP_FSETID
+    /// does ([`AttrChange::drop_set_id`]); true when there were bits to clear (what the
+    /// kernel has cached of the file's mode is then out of date).
+    pub async fn drop_set_id(&self, ino: u64, by: Changer) -> Result<bool, FsError> {
+        let inode = self.inode(ino)?;
+        let perm = self.attr_of(&inode).perm;
+        if inode.kind == Kind::Directory || without_set_id(perm) == perm {
+            return Ok(false);
+        }
+        self.set_attributes(ino, by, AttrChange { drop_set_id: true, ..AttrChange::default() }).await?;
+        Ok(true)
+    }
+
     /// Copies the object of `inode` onto itself with its metadata (and Content-Type)
     /// changed by `edit`, the data untouched. A directory without a marker gets one, with
     /// its current attributes, to hold the metadata.
