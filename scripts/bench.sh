@@ -9,6 +9,13 @@
 # and a BENCH_SIZE_MIB sequential write through xosfs with its cache dir on a 256 MiB tmpfs
 # and --cache-limit 256M against the same write with the default cache dir and no limit, in
 # MiB/s with the ratio limited/unlimited.
+# A third table has issue 16's figures: each daemon's CPU seconds per GiB read and written,
+# the bytes the server sent beyond what the workload read (wasted read-ahead) for the cold
+# and random reads, and probes (head -c 1M, file, the first and last MiB as a thumbnailer
+# reads them, and ffprobe when installed), each on a fresh mount with empty caches: bytes
+# fetched (counted by the server) against bytes the probe read (counted by strace); and
+# xosfs's re-read after a remount with --disk-cache against its cold read.
+# bench/fetched.png charts them.
 #
 #   scripts/bench.sh            run everything (needs root: mounts, drop_caches)
 #   scripts/bench.sh --wan      the same behind ~20 ms of round trip: the server runs in a
@@ -33,7 +40,7 @@ DELAY_MS=10 # one way, in each direction: 20 ms added to every round trip
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
-tools="fusermount3:fuse3 s3fs:s3fs rclone:rclone fio:fio bc:bc"
+tools="fusermount3:fuse3 s3fs:s3fs rclone:rclone fio:fio bc:bc strace:strace file:file"
 [ "$WAN" = 1 ] && tools+=" ip:iproute2"
 for tool in $tools; do
     command -v "${tool%%:*}" >/dev/null || missing+=("${tool##*:}")
@@ -141,6 +148,18 @@ SEED_RAW="$ROOT/target/release/xosfs-bench-client --endpoint $SEED --bucket benc
 [ "$WAN" = 1 ] && SEED_RAW="ip netns exec $NS $SEED_RAW"
 
 now() { date +%s.%N; }
+CLK_TCK=$(getconf CLK_TCK)
+# CPU seconds (user + system, all threads) process $1 has used so far.
+cpu_secs() { awk -v hz="$CLK_TCK" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+# Body bytes of the server's GET answers so far: it prints them on SIGUSR1.
+served() {
+    local n
+    n=$(grep -c '^stats ' "$WORK/server.log" || true)
+    kill -USR1 "$SERVER"
+    until [ "$(grep -c '^stats ' "$WORK/server.log" || true)" -gt "$n" ]; do sleep 0.02; done
+    grep '^stats ' "$WORK/server.log" | tail -1 | sed 's/.*get_bytes=//'
+}
+mib() { echo "$1 / 1048576" | bc -l | xargs printf "%.1f"; }
 secs() { echo "$(now) - $1" | bc -l | xargs printf "%.3f"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 # Every cold start drops this machine's caches, then reads the server's own files back into
@@ -315,28 +334,37 @@ for fs in $FILESYSTEMS; do
     peak=$(hwm "$pid")
     # Every cold start on a fresh mount with empty caches: what earlier reads left in a
     # daemon's own cache would answer some reads without a request.
-    reads=() randoms=()
+    reads=() randoms=() read_cpu=() read_waste=() random_waste=()
     for r in $(seq "$REPEAT"); do
         unmount_fs "$pid"; raw_samples
         drop_caches; pid=$(mount_fs "$fs")
+        c=$(cpu_secs "$pid") b=$(served)
         t=$(now); cat "$MNT/big.bin" >/dev/null; reads+=("$(secs "$t")")
+        read_cpu+=("$(echo "($(cpu_secs "$pid") - $c) * 1024 / $SIZE_MIB" | bc -l)")
+        read_waste+=("$(mib "$(($(served) - b - (SIZE_MIB << 20)))")")
         if [ "$r" = "$REPEAT" ]; then # the last mount also re-reads, for the warm figure
             t=$(now); cat "$MNT/big.bin" >/dev/null; R[$fs,reread]=$(secs "$t")
             R[$fs,rss_read]=$(hwm "$pid")
         fi
         peak=$(max "$peak" "$(hwm "$pid")")
         unmount_fs "$pid"; drop_caches; pid=$(mount_fs "$fs")
+        b=$(served)
         # fio's own runtime of the reads, like the raw client's timing of its GETs: the
         # wall time of the fio process adds its start-up, as much as the reads themselves.
         randoms+=("$(fio --name=rand --filename="$MNT/big.bin" --rw=randread --bs=64k --io_size=16m \
             --size=$((SIZE_MIB))m --ioengine=psync --readonly --randrepeat=1 --output-format=json |
             /usr/bin/python3 -c 'import json, sys; print("%.3f" % (json.load(sys.stdin)["jobs"][0]["read"]["runtime"] / 1000))')")
+        random_waste+=("$(mib "$(($(served) - b - (16 << 20)))")")
         peak=$(max "$peak" "$(hwm "$pid")")
     done
     R[$fs,read]=$(median "${reads[@]}") R[$fs,random]=$(median "${randoms[@]}")
+    R[$fs,cpu_read]=$(median "${read_cpu[@]}")
+    R[$fs,waste_read]=$(median "${read_waste[@]}") R[$fs,waste_random]=$(median "${random_waste[@]}")
     # A fresh mount for the write, so its peak is the writer's, not the read cache's.
     unmount_fs "$pid"; pid=$(mount_fs "$fs")
+    c=$(cpu_secs "$pid")
     t=$(now); dd if="$WORK/src.bin" of="$MNT/write-$fs.bin" bs=8M conv=fsync status=none; R[$fs,write]=$(secs "$t")
+    R[$fs,cpu_write]=$(echo "($(cpu_secs "$pid") - $c) * 1024 / $SIZE_MIB" | bc -l | xargs printf "%.3f")
     R[$fs,rss_write]=$(hwm "$pid")
     R[$fs,small]=$(small_files "$fs")
     R[$fs,rss]=$(max "$peak" "$(hwm "$pid")")
@@ -373,14 +401,56 @@ if [[ " $FILESYSTEMS " = *" xosfs "* ]]; then
     R[xosfs,write_unlimited]=$(median "${unlimited[@]}") R[xosfs,write_limited]=$(median "${limited[@]}")
 fi
 
+# Issue 16: a re-read after a remount with --disk-cache (filled by a first read on the mount
+# before), against the cold read; this machine's caches are dropped in between, so the blocks
+# come from the disk itself.
+if [[ " $FILESYSTEMS " = *" xosfs "* ]]; then
+    echo "== xosfs: re-read after a remount with --disk-cache"
+    drop_caches; pid=$(mount_fs xosfs --disk-cache "$WORK/disk-cache")
+    cat "$MNT/big.bin" >/dev/null
+    unmount_fs "$pid"
+    drop_caches; pid=$(mount_fs xosfs --disk-cache "$WORK/disk-cache")
+    b=$(served)
+    t=$(now); cat "$MNT/big.bin" >/dev/null; R[xosfs,disk_reread]=$(secs "$t")
+    R[xosfs,disk_reread_fetched]=$(mib "$(($(served) - b))")
+    unmount_fs "$pid"
+fi
+
+# Issue 16's probes: programs that look at a file without reading it through. Each on a fresh
+# mount after dropping caches; the bytes it read are counted by strace (reads of big.bin),
+# the bytes fetched by the server, once the daemon has unmounted (its fetches are over).
+PROBES="head file ends"
+command -v ffprobe >/dev/null && PROBES+=" ffprobe"
+probe() {
+    case $1 in
+    head) head -c 1M "$MNT/big.bin" ;;
+    file) file "$MNT/big.bin" ;;
+    ends) dd if="$MNT/big.bin" bs=1M count=1 status=none; dd if="$MNT/big.bin" bs=1M skip=$((SIZE_MIB - 1)) status=none ;;
+    ffprobe) ffprobe -v quiet "$MNT/big.bin" || true ;;
+    esac
+}
+export -f probe
+for fs in $FILESYSTEMS; do
+    for p in $PROBES; do
+        echo "== $fs: probe $p"
+        drop_caches; pid=$(mount_fs "$fs")
+        b=$(served)
+        MNT=$MNT SIZE_MIB=$SIZE_MIB strace -f -qq -y -e trace=read,pread64,readv,preadv,preadv2 -o "$WORK/probe.strace" \
+            bash -c "probe $p" >/dev/null 2>&1
+        R[$fs,probe_read_$p]=$(awk -v f="$MNT/big.bin>" 'index($0, f) && $NF > 0 { s += $NF } END { print s + 0 }' "$WORK/probe.strace")
+        unmount_fs "$pid"
+        R[$fs,probe_fetched_$p]=$(($(served) - b))
+    done
+done
+
 R[raw,read]=$(median "${raw_reads[@]}") R[raw,random]=$(median "${raw_randoms[@]}")
 R[raw,reread]=${R[raw,read]}
 
 if [ "$WAN" = 0 ]; then
-    OUT=bench/results.md PNG=bench/ratios.png
+    OUT=bench/results.md PNG=bench/ratios.png FETCHED_PNG=bench/fetched.png
     WHERE="local s3s-fs endpoint"
 else
-    OUT=bench/results-wan.md PNG=bench/ratios-wan.png
+    OUT=bench/results-wan.md PNG=bench/ratios-wan.png FETCHED_PNG=bench/fetched-wan.png
     WHERE="s3s-fs endpoint behind $((2 * DELAY_MS)) ms of added round trip"
 fi
 # Random reads: raw does 256 GETs, the filesystems 256 reads of 64 KiB (16 MiB): same count.
@@ -461,6 +531,48 @@ fi
         ratio=$(echo "${R[xosfs,write_unlimited]} / ${R[xosfs,write_limited]}" | bc -l | xargs printf "%.2f")
         printf "| sequential write, --cache-limit %sM / no limit | %s | %s |\n" "$LIMIT_MIB" "$ratio" "$(verdict "$ratio" 0.9)"
     fi
+    echo
+    echo "## Issue 16: CPU and bytes fetched"
+    echo
+    echo "CPU: the daemon's user + system seconds (/proc/PID/stat) over the cold read (median of $REPEAT)"
+    echo "and over the write, per GiB. Wasted: MiB the server sent beyond what the workload read"
+    echo "(the median of $REPEAT; random reads: 256 x 64 KiB). Probes, each on a fresh mount after"
+    echo "dropping caches: MiB fetched (the server's count, once the daemon has unmounted) / MiB the"
+    echo "probe read (strace's count of its reads of the file); ends = the first and the last MiB"
+    echo "(dd), as thumbnailers read them$(command -v ffprobe >/dev/null || echo "; ffprobe is not installed here"). Issue 16's"
+    echo "target for xosfs: fetched <= 2 x read + one first window (one block, 1 MiB). Disk cache: the"
+    echo "big object read once on a mount with --disk-cache, then, after a remount and a drop of this"
+    echo "machine's caches, read again: its speed as a multiple of the cold read's."
+    echo
+    printf "| workload |"; for fs in $FILESYSTEMS; do printf " %s |" "$fs"; done; echo
+    printf "|---|"; for _ in $FILESYSTEMS; do printf -- "---|"; done; echo
+    printf "| CPU s per GiB, cold sequential read |"; for fs in $FILESYSTEMS; do printf " %.2f |" "${R[$fs,cpu_read]}"; done; echo
+    printf "| CPU s per GiB, sequential write + fsync |"; for fs in $FILESYSTEMS; do printf " %.2f |" "${R[$fs,cpu_write]}"; done; echo
+    printf "| wasted MiB, cold sequential read |"; for fs in $FILESYSTEMS; do printf " %.1f |" "${R[$fs,waste_read]}"; done; echo
+    printf "| wasted MiB, random 64 KiB reads |"; for fs in $FILESYSTEMS; do printf " %.1f |" "${R[$fs,waste_random]}"; done; echo
+    if [ -n "${R[xosfs,disk_reread]:-}" ]; then
+        ratio=$(echo "${R[xosfs,read]} / ${R[xosfs,disk_reread]}" | bc -l | xargs printf "%.2f")
+        printf "| re-read after a remount with --disk-cache, x the cold read (s; MiB fetched) |"
+        for fs in $FILESYSTEMS; do
+            if [ "$fs" = xosfs ]; then
+                printf " %s (%s s; %s MiB; at least 3: %s) |" "$ratio" "${R[xosfs,disk_reread]}" \
+                    "${R[xosfs,disk_reread_fetched]}" "$(verdict "$ratio" 3 | sed 's/at least 3: //')"
+            else printf " |"; fi
+        done
+        echo
+    fi
+    for p in $PROBES; do
+        printf "| probe %s: MiB fetched / read |" "$p"
+        for fs in $FILESYSTEMS; do
+            fetched=${R[$fs,probe_fetched_$p]} read=${R[$fs,probe_read_$p]}
+            printf " %s / %s" "$(mib "$fetched")" "$(mib "$read")"
+            if [ "$fs" = xosfs ]; then
+                if [ "$fetched" -le $((2 * read + (1 << 20))) ]; then printf " (target met)"; else printf " (target not met)"; fi
+            fi
+            printf " |"
+        done
+        echo
+    done
 } | tee "$OUT"
 
 /usr/bin/python3 - "$OUT" "$PNG" <<'PY'
@@ -493,4 +605,36 @@ ax.legend()
 fig.tight_layout()
 fig.savefig(sys.argv[2], dpi=100)
 PY
-echo "wrote $OUT and $PNG"
+# Issue 16's table: probes as fetched/read ratios, wasted MiB, CPU per GiB.
+/usr/bin/python3 - "$OUT" "$FETCHED_PNG" <<'PY'
+import re, sys
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+lines = open(sys.argv[1]).read().splitlines()
+start = next(i for i, l in enumerate(lines) if l.startswith("## Issue 16"))
+start = next(i for i in range(start, len(lines)) if lines[i].startswith("| workload"))
+end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+fss = [c.strip() for c in lines[start].strip().strip("|").split("|")][1:]
+rows = [[c.strip() for c in l.strip().strip("|").split("|")] for l in lines[start + 2:end]]
+def ratio(cell):
+    fetched, read = (float(x) for x in re.findall(r"[\d.]+", cell)[:2])
+    return fetched / max(read, 0.1)
+panels = [
+    ("probes: MiB fetched / MiB read", [r for r in rows if r[0].startswith("probe")], ratio),
+    ("wasted read-ahead, MiB", [r for r in rows if r[0].startswith("wasted")], float),
+    ("daemon CPU seconds per GiB", [r for r in rows if r[0].startswith("CPU")], float),
+]
+fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+for ax, (title, sel, value) in zip(axes, panels):
+    w = 0.8 / max(1, len(fss))
+    for i, fs in enumerate(fss):
+        ax.bar([x + i * w for x in range(len(sel))], [value(r[1 + i]) for r in sel], w, label=fs)
+    ax.set_xticks([x + w * (len(fss) - 1) / 2 for x in range(len(sel))])
+    ax.set_xticklabels([r[0].split(":")[0] for r in sel], rotation=20, ha="right", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(sys.argv[2], dpi=100)
+PY
+echo "wrote $OUT, $PNG and $FETCHED_PNG"

@@ -284,8 +284,9 @@ pub struct MountArgs {
     #[arg(long, value_name = "SIZE", default_value = "512M")]
     pub cache_size: String,
 
-    /// Largest read-ahead window of one open file; windows grow from one block to this while a
-    /// file is read sequentially, and shrink when --cache-size has no room.
+    /// Largest read-ahead window of one open file; a window grows with what the reader has
+    /// consumed (plus one block from offset 0) up to this, and shrinks when --cache-size has
+    /// no room.
     #[arg(long, value_name = "SIZE", default_value = "128M")]
     pub max_prefetch: String,
 
@@ -294,6 +295,17 @@ pub struct MountArgs {
     /// read-ahead window is held to about a second's worth of the cap [default: none].
     #[arg(long, value_name = "DOWN[:UP]")]
     pub max_bandwidth: Option<String>,
+
+    /// Keep read blocks in this directory too, across remounts: a re-read after a remount
+    /// comes from the disk, not the store [default: no disk cache]. One daemon per
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    pub disk_cache: Option<PathBuf>,
+
+    /// Disk the --disk-cache directory may take; least recently used blocks make room.
+    /// Suffixes K, M, G.
+    #[arg(long, value_name = "SIZE", default_value = "10G")]
+    pub disk_cache_size: String,
 
     /// Size of multipart upload parts (grows every 1,000 parts; 5M to 5G). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "8M")]

@@ -38,6 +38,8 @@ pub enum ConfigError {
     BlockSize(String),
     #[error("--cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
     CacheSize { cache: String, block: String },
+    #[error("--disk-cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
+    DiskCacheSize { cache: String, block: String },
     #[error("{option} {value} is not a number of seconds (0 or more)")]
     Ttl { option: &'static str, value: f64 },
     #[error("--copy-threshold must be between 5M and 5G (got {0})")]
@@ -167,6 +169,8 @@ pub struct Config {
     pub bandwidth: Bandwidth,
     /// `--version-at`: show the bucket as it was then (the mount is read-only).
     pub version_at: Option<SystemTime>,
+    /// `--disk-cache DIR` and its size.
+    pub disk_cache: Option<(PathBuf, u64)>,
 }
 
 /// `--max-bandwidth`: bytes per second each way, `None` for no cap.
@@ -349,6 +353,10 @@ impl Config {
             Some(down) => parse_size("--max-prefetch", &cli.max_prefetch)?.min(down.max(block_size)),
             None => parse_size("--max-prefetch", &cli.max_prefetch)?,
         };
+        let disk_cache_size = parse_size("--disk-cache-size", &cli.disk_cache_size)?;
+        if disk_cache_size < 4 * block_size {
+            return Err(ConfigError::DiskCacheSize { cache: cli.disk_cache_size, block: cli.block_size });
+        }
         let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
         let copy_threshold = parse_size("--copy-threshold", &cli.copy_threshold)?;
         if !(5 << 20..=5 << 30).contains(&copy_threshold) {
@@ -419,6 +427,7 @@ impl Config {
             bandwidth,
             metrics_addr: cli.metrics_addr.map(|a| a.parse().map_err(|_| ConfigError::MetricsAddr(a))).transpose()?,
             version_at,
+            disk_cache: cli.disk_cache.map(|dir| (dir, disk_cache_size)),
         })
     }
 }

@@ -5,14 +5,14 @@
 use std::ffi::OsStr;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use fuser::{
     CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 use tokio::runtime::Handle;
 use tracing::{debug, warn, Instrument};
@@ -26,6 +26,8 @@ pub struct FuseAdapter {
     fs: Arc<Fs>,
     rt: Handle,
     ttl: Ttls,
+    /// Tells the kernel what it caches is out of date; set once the session exists.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 /// How long the kernel may trust what we tell it.
@@ -67,7 +69,12 @@ impl FuseAdapter {
     pub fn new(fs: Arc<Fs>, rt: Handle) -> FuseAdapter {
         let cfg = fs.config();
         let ttl = Ttls { attr: cfg.metadata_ttl, entry: cfg.entry_ttl, negative: cfg.negative_ttl };
-        FuseAdapter { fs, rt, ttl }
+        FuseAdapter { fs, rt, ttl, notifier: Arc::default() }
+    }
+
+    /// Where the session's notifier goes once the session is made (it owns the adapter).
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
     }
 
     /// Runs one request's work as a task, in a span naming the operation and inode.
@@ -79,6 +86,18 @@ impl FuseAdapter {
         let span = tracing::debug_span!("fuse", op, ino = ino.0);
         self.rt.spawn(work(self.fs.clone(), self.ttl).instrument(span));
     }
+}
+
+/// Clears the set-ID bits of `ino` for a writer without CAP_FSETID and, when there were
+/// any, makes the kernel drop the mode it caches (else it would run the file set-ID until
+/// the attribute TTL ends).
+async fn clear_set_id(fs: &Fs, notifier: &OnceLock<Notifier>, ino: INodeNo, by: Changer) -> Result<(), FsError> {
+    if fs.drop_set_id(ino.0, by).await? {
+        if let Some(notifier) = notifier.get() {
+            let _ = notifier.inval_inode(ino, -1, 0);
+        }
+    }
+    Ok(())
 }
 
 /// Logs an error worth a line (not a plain ENOENT) and turns it into an errno.
@@ -140,7 +159,10 @@ impl Filesystem for FuseAdapter {
             | InitFlags::FUSE_MAX_PAGES
             // O_TRUNC arrives with open, not as a separate truncate that would replace
             // the object before the new data is written.
-            | InitFlags::FUSE_ATOMIC_O_TRUNC;
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            // We clear set-user/group-ID bits (clear_set_id, AttrChange::drop_set_id), so the kernel does
+            // not ask for security.capability before every write.
+            | InitFlags::FUSE_HANDLE_KILLPRIV_V2;
         // Ask only for what this kernel offers; the rest is an optimisation, not a need.
         let _ = config.add_capabilities(wanted & config.capabilities());
         if let Err(max) = config.set_max_write(MAX_WRITE) {
@@ -181,8 +203,22 @@ impl Filesystem for FuseAdapter {
         let truncate = write && flags.0 & libc::O_TRUNC != 0;
         let append = flags.0 & libc::O_APPEND != 0;
         let pid = req.pid();
+        // As a truncate (see setattr): fuser does not pass the kernel's FUSE_OPEN_KILL_SUIDGID.
+        let drop_set_id = truncate && req.uid() != 0;
+        let notifier = self.notifier.clone();
         self.spawn("open", ino, move |fs, _| async move {
-            match fs.open(ino.0, write, truncate, append, pid).await {
+            let result = async {
+                let opened = fs.open(ino.0, write, truncate, append, pid).await?;
+                if drop_set_id {
+                    let by = Changer { fh: Some(opened.fh), pid };
+                    if let Err(e) = clear_set_id(&fs, &notifier, ino, by).await {
+                        let _ = fs.release(opened.fh).await;
+                        return Err(e);
+                    }
+                }
+                Ok::<_, FsError>(opened)
+            };
+            match result.await {
                 Ok(opened) => {
                     let flags = if opened.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
                     reply.opened(FileHandle(opened.fh), flags)
@@ -238,19 +274,29 @@ impl Filesystem for FuseAdapter {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
+        // The writer lacks CAP_FSETID: its write clears the file's set-ID bits.
+        let drop_set_id = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
+        let by = Changer { fh: Some(fh.0), pid: req.pid() };
+        let notifier = self.notifier.clone();
         self.spawn("write", ino, move |fs, _| async move {
-            match fs.write(fh.0, offset, data).await {
+            let result = async {
+                if drop_set_id {
+                    clear_set_id(&fs, &notifier, ino, by).await?;
+                }
+                fs.write(fh.0, offset, data).await
+            };
+            match result.await {
                 Ok(n) => reply.written(n),
                 Err(e) => reply.error(errno(e)),
             }
@@ -324,6 +370,9 @@ impl Filesystem for FuseAdapter {
             gid,
             mtime: mtime.map(at),
             atime: atime.map(at),
+            // Linux's rules; fuser does not pass the kernel's FATTR_KILL_SUIDGID, so a
+            // truncate by anyone but root stands for "without CAP_FSETID".
+            drop_set_id: uid.is_some() || gid.is_some() || (size.is_some() && req.uid() != 0),
         };
         self.spawn("setattr", ino, move |fs, ttl| async move {
             let result = async {

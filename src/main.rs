@@ -17,6 +17,7 @@ use xosfs::credentials::CredentialsConfig;
 use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
+use xosfs::read::DiskCache;
 use xosfs::s3::S3Store;
 use xosfs::store::{
     AsOfStore, BandwidthLimit, DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy,
@@ -153,7 +154,17 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             .with_cache_limit(w.cache_limit),
     );
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
-    let fs = Arc::new(Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read));
+    let mut fs = Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read);
+    if let Some((dir, size)) = &config.disk_cache {
+        match DiskCache::open(dir, *size, &config.s3.bucket) {
+            Ok(disk) => fs = fs.with_disk_cache(disk),
+            Err(e) => {
+                report.failed(&e.to_string());
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let fs = Arc::new(fs);
     let metrics_listener = match config.metrics_addr {
         Some(addr) => match rt.block_on(tokio::net::TcpListener::bind(addr)) {
             Ok(listener) => Some(listener),

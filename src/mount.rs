@@ -119,7 +119,10 @@ pub fn mount(fs: Arc<Fs>, rt: &Runtime, spec: MountSpec<'_>) -> std::io::Result<
         let _runtime = rt.enter();
         (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
     };
-    let mut session = Session::new(FuseAdapter::new(fs, rt.handle().clone()), spec.mountpoint, &config)?;
+    let adapter = FuseAdapter::new(fs, rt.handle().clone());
+    let notifier = adapter.notifier_slot();
+    let mut session = Session::new(adapter, spec.mountpoint, &config)?;
+    let _ = notifier.set(session.notifier());
     let unmounter = session.unmount_callable();
     let (tx, done) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new().name("fuse-session".into()).spawn(move || {

@@ -256,6 +256,63 @@ fn chmod_and_touch_store_s3fs_metadata() {
     assert_eq!(md.mtime(), 1577934245);
 }
 
+/// Runs `script` with sh as user and group 65534, no supplementary groups.
+fn as_nobody(script: &str, arg: &std::path::Path) -> bool {
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "sh", "-c", script, "sh"])
+        .arg(arg)
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The stored and the shown permission bits of `key`. Shown: what `stat -c %a` asks for,
+/// the mode alone, which the kernel answers from its cache unless told it is out of date
+/// (a write makes it ask again for sizes and times, not for the mode).
+fn stored_and_shown_mode(server: &Server, m: &common::Mount, key: &str) -> (u32, u32) {
+    let head = server.block_on(server.client.head_object().bucket(BUCKET).key(key).send()).unwrap();
+    let stored = head.metadata().unwrap()["mode"].parse::<u32>().unwrap() & 0o7777;
+    let out = std::process::Command::new("stat").args(["-c", "%a"]).arg(m.join(key)).output().unwrap();
+    let shown = u32::from_str_radix(String::from_utf8(out.stdout).unwrap().trim(), 8).unwrap();
+    (stored, shown)
+}
+
+#[test]
+fn set_id_bits_are_cleared_by_unprivileged_writes_and_truncates_and_by_chown() {
+    let server = Server::memory();
+    // Others may write the files. The attribute TTL is the default: the mode shown is the
+    // kernel's cached one, which must not keep bits that were cleared (a set-ID file run
+    // right after an unprivileged write would run set-ID).
+    let m = server.mount(&["--allow-other"]);
+    let set = |key: &str, mode: u32| {
+        std::fs::write(m.join(key), "data\n").unwrap();
+        std::fs::set_permissions(m.join(key), std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // A write by a process without CAP_FSETID clears set-user-ID, and set-group-ID with
+    // group execute.
+    set("tool", 0o6777);
+    assert!(as_nobody("printf more >> \"$1\"", &m.join("tool")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "tool"), (0o777, 0o777));
+    assert_eq!(server.stored("tool").unwrap(), b"data\nmore");
+    // Set-group-ID without group execute (mandatory locking) stays.
+    set("locked", 0o2766);
+    assert!(as_nobody("printf more >> \"$1\"", &m.join("locked")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "locked"), (0o2766, 0o2766));
+    // A truncating open, and truncate(1), by such a process.
+    set("opened", 0o4777);
+    assert!(as_nobody("printf new > \"$1\"", &m.join("opened")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "opened"), (0o777, 0o777));
+    set("cut", 0o4777);
+    assert!(as_nobody("truncate -s 2 \"$1\"", &m.join("cut")));
+    assert_eq!(stored_and_shown_mode(&server, &m, "cut"), (0o777, 0o777));
+    // root keeps them when writing (CAP_FSETID); chown clears them, even by root.
+    set("rooted", 0o6755);
+    std::fs::OpenOptions::new().append(true).open(m.join("rooted")).unwrap().write_all(b"more").unwrap();
+    assert_eq!(stored_and_shown_mode(&server, &m, "rooted"), (0o6755, 0o6755));
+    std::os::unix::fs::chown(m.join("rooted"), Some(1000), None).unwrap();
+    assert_eq!(stored_and_shown_mode(&server, &m, "rooted"), (0o755, 0o755));
+}
+
 #[test]
 fn tools_write_through_the_mount() {
     let server = Server::memory();

@@ -20,17 +20,24 @@ impl Fs {
     /// chmod, chown, utimens: kept in the s3fs-compatible metadata. A file being written
     /// stores them with its upload; any other file is copied onto itself with the new
     /// metadata (the object is otherwise unchanged).
-    pub async fn set_attributes(&self, ino: u64, by: Changer, change: AttrChange) -> Result<Attr, FsError> {
+    pub async fn set_attributes(&self, ino: u64, by: Changer, mut change: AttrChange) -> Result<Attr, FsError> {
         let inode = self.inode(ino)?;
+        let current = self.attr_of(&inode);
+        if std::mem::take(&mut change.drop_set_id) && inode.kind != Kind::Directory {
+            let perm = change.mode.unwrap_or(current.perm);
+            let dropped = without_set_id(perm);
+            if dropped != perm {
+                change.mode = Some(dropped);
+            }
+        }
         if change.is_empty() {
-            return Ok(self.attr_of(&inode));
+            return Ok(current);
         }
         if self.cfg.read_only {
             return Err(FsError::ReadOnly);
         }
         self.changed_by(ino, by);
         let mut stat = inode.stat();
-        let current = self.attr_of(&inode);
         let type_bits = match inode.kind {
             Kind::Directory => libc::S_IFDIR,
             Kind::Symlink => libc::S_IFLNK,
@@ -119,6 +126,19 @@ impl Fs {
             }
         }
         Ok(self.attr_of(&inode))
+    }
+
+    /// Clears set-user/group-ID as a write or truncate by a process without CAP_FSETID
+    /// does ([`AttrChange::drop_set_id`]); true when there were bits to clear (what the
+    /// kernel has cached of the file's mode is then out of date).
+    pub async fn drop_set_id(&self, ino: u64, by: Changer) -> Result<bool, FsError> {
+        let inode = self.inode(ino)?;
+        let perm = self.attr_of(&inode).perm;
+        if inode.kind == Kind::Directory || without_set_id(perm) == perm {
+            return Ok(false);
+        }
+        self.set_attributes(ino, by, AttrChange { drop_set_id: true, ..AttrChange::default() }).await?;
+        Ok(true)
     }
 
     /// Copies the object of `inode` onto itself with its metadata (and Content-Type)
@@ -308,4 +328,15 @@ fn edit_xattr(
         return Err(FsError::AttributesTooBig);
     }
     Ok(())
+}
+
+/// `perm` without set-user-ID, and without set-group-ID when group execute is set (without
+/// it, set-group-ID marks mandatory locking, which Linux keeps).
+fn without_set_id(perm: u16) -> u16 {
+    let perm = perm & !(libc::S_ISUID as u16);
+    if perm & libc::S_IXGRP as u16 != 0 {
+        perm & !(libc::S_ISGID as u16)
+    } else {
+        perm
+    }
 }

@@ -87,11 +87,21 @@ pub struct AttrChange {
     pub gid: Option<u32>,
     pub mtime: Option<SystemTime>,
     pub atime: Option<SystemTime>,
+    /// Clear the set-user-ID bit (and set-group-ID, with group execute) of anything but a
+    /// directory, as Linux does on chown and on a write or truncate by a process without
+    /// CAP_FSETID: the kernel leaves that to us (FUSE_HANDLE_KILLPRIV_V2), which spares
+    /// every write a getxattr of security.capability.
+    pub drop_set_id: bool,
 }
 
 impl AttrChange {
     fn is_empty(&self) -> bool {
-        self.mode.is_none() && self.uid.is_none() && self.gid.is_none() && self.mtime.is_none() && self.atime.is_none()
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.mtime.is_none()
+            && self.atime.is_none()
+            && !self.drop_set_id
     }
 }
 
@@ -177,6 +187,14 @@ pub struct Fs {
 }
 
 impl Fs {
+    /// Reads also keep their blocks in `disk`, and look there before asking the store.
+    /// Before the mount is used: the block cache starts over.
+    pub fn with_disk_cache(mut self, disk: Arc<crate::read::DiskCache>) -> Fs {
+        let (block_size, capacity) = (self.blocks.block_size(), self.blocks.capacity());
+        self.blocks = BlockCache::with_disk(self.client.clone(), block_size, capacity, Some(disk));
+        self
+    }
+
     pub fn new(
         client: Arc<dyn ObjectStore>,
         cfg: FsConfig,

@@ -35,6 +35,7 @@ use tokio::task::AbortHandle;
 use tracing::{debug, warn};
 
 use super::buffers::BlockBuffers;
+use super::disk_cache::DiskCache;
 use crate::store::{ErrorKind, ObjectError, ObjectStore};
 
 /// Attempts at one run of blocks when the connection breaks while the body arrives
@@ -105,6 +106,9 @@ pub struct CacheUsage {
 
 pub struct BlockCache {
     client: Arc<dyn ObjectStore>,
+    /// Blocks kept on local disk across mounts (`--disk-cache`): looked for before a GET,
+    /// written after one.
+    disk: Option<Arc<DiskCache>>,
     block_size: u64,
     capacity: u64,
     buffers: Arc<BlockBuffers>,
@@ -116,8 +120,18 @@ pub struct BlockCache {
 
 impl BlockCache {
     pub fn new(client: Arc<dyn ObjectStore>, block_size: u64, capacity: u64) -> Arc<BlockCache> {
+        BlockCache::with_disk(client, block_size, capacity, None)
+    }
+
+    pub fn with_disk(
+        client: Arc<dyn ObjectStore>,
+        block_size: u64,
+        capacity: u64,
+        disk: Option<Arc<DiskCache>>,
+    ) -> Arc<BlockCache> {
         Arc::new(BlockCache {
             client,
+            disk,
             block_size,
             capacity,
             buffers: BlockBuffers::new(block_size as usize, (FREE_BUFFERS / block_size).max(2) as usize),
@@ -130,6 +144,11 @@ impl BlockCache {
 
     pub fn block_size(&self) -> u64 {
         self.block_size
+    }
+
+    /// The memory budget of blocks held and fetched ahead.
+    pub fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     pub fn client(&self) -> &Arc<dyn ObjectStore> {
@@ -302,7 +321,8 @@ impl BlockCache {
     }
 }
 
-fn block_len(size: u64, block_size: u64, index: u64) -> u64 {
+/// Bytes of block `index` of an object of `size` bytes: the last one may be short.
+pub(super) fn block_len(size: u64, block_size: u64, index: u64) -> u64 {
     size.saturating_sub(index * block_size).min(block_size)
 }
 
@@ -343,6 +363,9 @@ impl Run {
         let block_size = self.cache.block_size;
         let mut attempt = 1;
         while !self.senders.is_empty() {
+            if self.read_from_disk().await {
+                continue;
+            }
             let start = self.next * block_size;
             let end = ((self.next + self.senders.len() as u64) * block_size).min(self.object.size);
             match self.receive(start..end).await {
@@ -377,7 +400,13 @@ impl Run {
                 block.extend_from_slice(&chunk.split_to(take));
                 if block.len() as u64 == self.next_len() {
                     let full = cache.buffers.freeze(std::mem::take(&mut block));
-                    self.deliver(full);
+                    let index = self.next;
+                    self.deliver(full.clone());
+                    if let Some(disk) = &cache.disk {
+                        // Written in the background: the permit it waits for bounds the
+                        // blocks held for the disk, not how fast each one lands.
+                        disk.put(&self.object, cache.block_size, index, full).await;
+                    }
                 }
             }
         }
@@ -386,6 +415,22 @@ impl Run {
         } else {
             Err(ObjectError::new(ErrorKind::Interrupted, "GetObject", &*self.object.key)
                 .with_message(format!("the body ended {} bytes early", range.end - self.position(&block))))
+        }
+    }
+
+    /// Delivers the next block from the disk cache if it is there; false if not (or no
+    /// block is left to deliver).
+    async fn read_from_disk(&mut self) -> bool {
+        let Some(disk) = &self.cache.disk else { return false };
+        if self.senders.is_empty() {
+            return false;
+        }
+        match disk.get(&self.object, self.cache.block_size, self.next, &self.cache.buffers).await {
+            Some(data) => {
+                self.deliver(data);
+                true
+            }
+            None => false,
         }
     }
 

@@ -1,18 +1,28 @@
 //! Prefetcher: the reads of one open file, over the mount's [`BlockCache`].
 //!
-//! A reader that follows on from its previous read (or starts at offset 0) streams:
-//! its reads are served from cache blocks, and blocks ahead of it are fetched before it
-//! asks, in a window that starts at one block (a small first GET, for time to first
-//! byte) and doubles with every sequential read up to `max_window`, as GETs of up to
-//! [`PART`] each, several in flight at once. The window is topped up in runs of at
-//! least half of it (up to a part), so a streaming reader costs a GET per part rather
-//! than one per block it consumes. A reader that jumps elsewhere gets exactly
-//! the bytes it asked for in one GET (or from blocks already cached) and no read-ahead:
-//! fetching a whole block for a 4 KiB probe costs more than it saves. Forward seeks that
-//! land within the window stay sequential.
+//! Reads form *streams*. A read that follows on from the stream's furthest read (a
+//! little before it too: the kernel sends its read-ahead requests concurrently, so they
+//! arrive out of order) continues it; any other read is a seek and starts a new stream
+//! there, whose fetches still in flight are aborted.
 //!
-//! When the mount's budget has no room, a window is halved instead of memory growing.
-//! Dropping the prefetcher (the handle was released) aborts its fetches in flight.
+//! A stream may fetch ahead of its furthest read as much as it has consumed so far, plus
+//! one *first window* (one block) for a stream from offset 0, up to `max_window`: the
+//! window grows with what the reader consumed, never with the number of its requests, so
+//! a reader that stops has fetched at most twice what it read plus one first window
+//! (`head`, `file`, thumbnailers probing a file cost about what they read), and a
+//! streaming reader doubles its window each time it consumes what is ahead of it. The
+//! first read of a stream from offset 0 is one block (time to first byte).
+//!
+//! Bytes come in whole cache blocks only where the window covers the whole block; other
+//! reads (a stream just after a seek, a random reader) get exactly their range in one GET,
+//! or blocks already cached, and a block part of which a stream read exactly is not
+//! fetched whole again. Fetching a whole block for a 4 KiB probe costs more than it saves.
+//! The window is topped up in runs of at least half of it (up to a part), so a streaming
+//! reader costs a GET per part rather than one per block it consumes.
+//!
+//! When the mount's budget has no room, the window is capped at half its size, and the cap
+//! doubles back with each top-up that fits. Dropping the prefetcher (the handle was
+//! released) aborts its fetches in flight.
 
 use std::sync::Arc;
 
@@ -25,22 +35,40 @@ use crate::store::{ErrorKind, ObjectError};
 
 /// The largest GET of a read-ahead: the part size S3 clients read fastest with.
 pub const PART: u64 = 8 << 20;
-/// How far before the previous read's end a streaming reader's read may start and still
-/// count as sequential: the kernel sends its read-ahead requests concurrently, slightly
-/// out of order.
+/// How far before a stream's furthest read a read may start and still continue it: the
+/// kernel's concurrent read-ahead requests arrive slightly out of order.
 const NEAR: u64 = 2 << 20;
-/// How far after the previous read's end a reader that is not streaming may start and
-/// begin to stream (strictly forward: random readers land near each other by chance).
-const START_GAP: u64 = 256 << 10;
+/// How far beyond a stream's furthest read (or what it fetched) a read may start and
+/// still continue it: a reader skipping a little is still streaming.
+const GAP: u64 = 256 << 10;
+
+/// The reads since the last seek.
+struct Stream {
+    /// Where the stream began.
+    start: u64,
+    /// The end of its furthest read: `end - start` is what the reader consumed (requests
+    /// that arrive late from before `start` add nothing, nor do random reads near each
+    /// other that step back).
+    end: u64,
+    /// Bytes it may fetch ahead without having consumed them: one block from offset 0.
+    first: u64,
+    /// The end of its exact-range reads: a block before it is not fetched whole.
+    exact_end: u64,
+    /// Blocks before this index were fetched for the stream (or are being fetched).
+    frontier: u64,
+    /// The largest window the budget lets it have now.
+    cap: u64,
+}
+
+impl Stream {
+    fn window(&self) -> u64 {
+        (self.end - self.start + self.first).min(self.cap)
+    }
+}
 
 #[derive(Default)]
 struct State {
-    /// End of the previous read.
-    last_end: Option<u64>,
-    /// Bytes to have fetched ahead of the reader; 0 while it is not streaming.
-    window: u64,
-    /// Blocks before this index have been fetched or are being fetched.
-    frontier: u64,
+    stream: Option<Stream>,
     fetches: Vec<AbortHandle>,
 }
 
@@ -67,9 +95,10 @@ impl Prefetcher {
         self.object.as_ref()
     }
 
-    /// The current read-ahead window in bytes (0 when the reader is not streaming).
+    /// How far beyond its furthest read the current stream may fetch, in bytes (0 before
+    /// the first read).
     pub fn window(&self) -> u64 {
-        self.state.lock().window
+        self.state.lock().stream.as_ref().map_or(0, Stream::window)
     }
 
     /// Up to `len` bytes at `offset`; fewer only at the end of the object.
@@ -109,36 +138,55 @@ impl Prefetcher {
         Ok(out.freeze())
     }
 
-    /// Classifies the read at `offset..end` and, for a streaming reader, widens its
-    /// window and starts the fetches ahead of it. Returns whether it is streaming. The
-    /// lock covers bookkeeping only; fetches run on their own tasks.
+    /// Adds the read at `offset..end` to its stream (or starts one), starts the fetches
+    /// its window now covers, and returns whether the read is served in whole blocks
+    /// (else: cached blocks, or exactly its range). The lock covers bookkeeping only;
+    /// fetches run on their own tasks.
     fn plan(&self, object: &ObjectVersion, offset: u64, end: u64) -> bool {
         let bs = self.cache.block_size();
-        let mut st = self.state.lock();
-        let sequential = match st.last_end {
-            None => offset == 0,
-            Some(last) if st.window == 0 => offset >= last && offset <= last + START_GAP,
-            Some(last) => offset + NEAR >= last && offset <= last.max(st.frontier * bs) + NEAR,
-        };
-        st.last_end = Some(end);
-        if !sequential {
-            st.window = 0;
-            st.frontier = 0;
+        let blocks_in_file = self.cache.blocks_in(self.size);
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let continues = st
+            .stream
+            .as_ref()
+            .is_some_and(|s| offset + NEAR >= s.end && offset <= s.end.max(s.frontier * bs).saturating_add(GAP));
+        let max_window = self.max_window.max(bs);
+        if !continues {
             for fetch in st.fetches.drain(..) {
                 fetch.abort();
             }
-            return false;
+            st.stream = None;
         }
-        let previous = st.window;
-        st.window = if previous == 0 { bs } else { (previous * 2).min(self.max_window.max(bs)) };
+        let stream = st.stream.get_or_insert_with(|| Stream {
+            start: offset,
+            end,
+            first: if offset == 0 { bs } else { 0 },
+            exact_end: offset,
+            frontier: offset / bs,
+            cap: max_window,
+        });
+        stream.end = stream.end.max(end);
+        let ahead_to = stream.end + stream.window();
+        // Blocks the window covers whole, and not read exactly in part before.
+        let eligible =
+            stream.exact_end.div_ceil(bs)..if ahead_to >= self.size { blocks_in_file } else { ahead_to / bs };
+        let whole =
+            (offset / bs..=(end - 1) / bs).all(|i| i >= eligible.start && (i < eligible.end || i < stream.frontier));
+        if whole {
+            stream.frontier = stream.frontier.max(end.div_ceil(bs));
+        } else {
+            stream.exact_end = stream.exact_end.max(end);
+        }
         st.fetches.retain(|f| !f.is_finished());
-        let blocks_in_file = self.cache.blocks_in(self.size);
-        let mut from = st.frontier.max(end.div_ceil(bs));
-        let to = (end + st.window).div_ceil(bs).min(blocks_in_file);
+        let mut from = stream.frontier.max(stream.exact_end.div_ceil(bs)).max(end.div_ceil(bs));
+        let to = eligible.end;
         let run = (PART / bs).max(1);
+        let window = stream.window();
         // Runs of at least half the window, up to a part (or what is left of the object):
         // topping the window up as each block is consumed would be a GET per block.
-        let least = run.min(st.window / bs / 2).max(1);
+        let least = run.min(window / bs / 2).max(1);
+        let mut fitted = true;
         while from < to {
             let run_end = (from + run).min(to);
             if run_end - from < least && run_end < blocks_in_file {
@@ -147,13 +195,17 @@ impl Prefetcher {
             let prefetch = self.cache.prefetch(object, from..run_end);
             st.fetches.extend(prefetch.fetches);
             if !prefetch.complete {
-                st.window = (previous / 2).max(bs);
+                fitted = false;
                 break;
             }
             from = run_end;
         }
-        st.frontier = from;
-        true
+        stream.frontier = stream.frontier.max(from);
+        stream.cap = match fitted {
+            true => (stream.cap * 2).min(max_window),
+            false => (window / 2).max(bs),
+        };
+        whole
     }
 
     /// Exactly `offset..end`, straight from the store, from the version read at open.

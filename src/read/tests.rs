@@ -168,15 +168,17 @@ async fn a_sequential_reader_starts_small_and_widens_its_window() {
     assert!(gets.iter().all(|g| g.len.is_some_and(|l| l <= PART)));
     // Once the window is wide, it is topped up a whole part at a time, not a block per read.
     let narrow: Vec<_> =
-        gets.iter().filter(|g| g.start >= 16 * MIB && g.start + g.len.unwrap() < size as u64).collect();
+        gets.iter().filter(|g| g.start >= 40 * MIB && g.start + g.len.unwrap() < size as u64).collect();
     assert!(narrow.iter().all(|g| g.len == Some(PART)), "{narrow:?}");
     // Every byte was fetched exactly once.
     let mut covered: Vec<(u64, u64)> = gets.iter().map(|g| (g.start, g.start + g.len.unwrap())).collect();
     covered.sort();
     assert!(covered.windows(2).all(|w| w[0].1 == w[1].0), "gaps or overlaps: {covered:?}");
     assert_eq!(covered.last().unwrap().1, size as u64);
-    // The window doubled from one block up to the limit and never beyond.
-    assert_eq!(windows[0], MIB);
+    // The window grew with what was consumed (one first block beyond it), up to the
+    // limit and never beyond.
+    assert_eq!(windows[0], (128 << 10) + MIB);
+    assert!(windows.iter().enumerate().all(|(n, &w)| w <= (n as u64 + 1) * (128 << 10) + MIB), "{windows:?}");
     assert!(windows.windows(2).all(|w| w[1] >= w[0]));
     assert_eq!(*windows.last().unwrap(), 32 * MIB);
     // Several GETs were in flight at once.
@@ -223,7 +225,7 @@ async fn random_reads_fetch_what_they_ask_and_no_more() {
     for &offset in &offsets {
         let got = reader.read(offset, 65536).await.unwrap();
         assert_eq!(&got[..], &data[offset as usize..offset as usize + 65536]);
-        assert_eq!(reader.window(), 0);
+        assert_eq!(cache.usage().reserved, 0, "read-ahead after a random read");
     }
     let gets = f.server.stats().get_ranges();
     assert_eq!(gets.len(), offsets.len());
@@ -247,7 +249,7 @@ async fn a_dropped_reader_cancels_its_fetches() {
         remaining: None,
     });
     // Sequential reads within the cached first block widen the window and start GETs.
-    for offset in (4096..512 << 10).step_by(128 << 10) {
+    for offset in (4096..MIB).step_by(128 << 10) {
         reader.read(offset, 4096).await.unwrap();
     }
     assert!(f.eventually(|s| s.stats().in_flight("GetObject") >= 1).await, "no read-ahead GET started");
@@ -257,4 +259,136 @@ async fn a_dropped_reader_cancels_its_fetches() {
     // Aborted fetch tasks give their reservations back as the runtime drops them.
     assert!(f.eventually(|_| cache.usage().reserved == 0).await, "reserved: {}", cache.usage().reserved);
     assert_eq!(cache.usage().pending, 0);
+}
+
+/// What a reader of `f`'s object fetched: the bytes of every GET the server received,
+/// once the reader's fetches are done.
+async fn fetched(f: &Fixture, cache: &BlockCache) -> u64 {
+    assert!(f.eventually(|_| cache.usage().pending == 0).await, "fetches still pending");
+    f.server.stats().get_ranges().iter().map(|g| g.len.expect("a ranged GET")).sum()
+}
+
+/// A reader over a fresh cache of 1 MiB blocks, and the object's bytes.
+async fn probe_reader(f: &Fixture, key: &str, size: u64) -> (Vec<u8>, Arc<BlockCache>, Prefetcher) {
+    let (data, object) = f.put(key, size as usize, 10).await;
+    let cache = BlockCache::new(f.client.clone(), MIB, 512 * MIB);
+    let reader = Prefetcher::new(cache.clone(), key, size, Some(&object.etag), 128 * MIB);
+    f.reset();
+    (data, cache, reader)
+}
+
+/// Reads `len` bytes at `offset` in requests of `request` bytes, as the kernel splits a
+/// read; checks them and returns how many there were.
+async fn read_checked(reader: &Prefetcher, data: &[u8], offset: u64, len: u64, request: u32) -> u64 {
+    let mut at = offset;
+    while at < offset + len {
+        let got = reader.read(at, request.min((offset + len - at) as u32)).await.unwrap();
+        assert_eq!(&got[..], &data[at as usize..at as usize + got.len()], "at {at}");
+        assert!(!got.is_empty(), "read at {at} returned nothing");
+        at += got.len() as u64;
+    }
+    len
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_probe_fetches_at_most_twice_what_it_read_plus_one_first_window() {
+    let f = fixture().await;
+    let (data, cache, reader) = probe_reader(&f, "head", 64 * MIB).await;
+    // `head -c 1M`: the kernel's first small read, then its read-ahead requests.
+    let mut read = read_checked(&reader, &data, 0, 16 << 10, 16 << 10).await;
+    read += read_checked(&reader, &data, 16 << 10, MIB - (16 << 10), 128 << 10).await;
+    let fetched = fetched(&f, &cache).await;
+    assert!(fetched <= 2 * read + MIB, "fetched {fetched} bytes for {read} read");
+    // The first GET is one block, for time to first byte.
+    assert_eq!(f.server.stats().get_ranges()[0].len, Some(MIB));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_and_last_mib_probe_fetches_at_most_twice_what_it_read_plus_one_first_window() {
+    let f = fixture().await;
+    let size = 64 * MIB;
+    let (data, cache, reader) = probe_reader(&f, "thumbnail", size).await;
+    let mut read = read_checked(&reader, &data, 0, MIB, 128 << 10).await;
+    read += read_checked(&reader, &data, size - MIB, MIB, 128 << 10).await;
+    let fetched = fetched(&f, &cache).await;
+    assert!(fetched <= 2 * read + MIB, "fetched {fetched} bytes for {read} read");
+    // The seek to the end starts over: the last MiB costs what it read, no read-ahead.
+    let tail: u64 =
+        f.server.stats().get_ranges().iter().filter(|g| g.start >= size - MIB).map(|g| g.len.unwrap()).sum();
+    assert_eq!(tail, MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ffprobe_like_probe_fetches_at_most_twice_what_it_read_plus_one_first_window() {
+    let f = fixture().await;
+    let size = 64 * MIB;
+    let (data, cache, reader) = probe_reader(&f, "movie.mp4", size).await;
+    // Small reads of the header, a seek to the index at the end, a seek back to the first
+    // packets (past the first block), and a few reads there.
+    let mut read = read_checked(&reader, &data, 0, 64 << 10, 32 << 10).await;
+    read += read_checked(&reader, &data, size - (300 << 10), 300 << 10, 32 << 10).await;
+    read += read_checked(&reader, &data, 3 * MIB + 12345, 256 << 10, 32 << 10).await;
+    read += read_checked(&reader, &data, 40 << 10, 32 << 10, 32 << 10).await;
+    let fetched = fetched(&f, &cache).await;
+    assert!(fetched <= 2 * read + MIB, "fetched {fetched} bytes for {read} read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seek_shrinks_the_window_and_a_stream_then_grows_from_what_it_consumes() {
+    let f = fixture().await;
+    let size = 128 * MIB;
+    let (data, cache, reader) = probe_reader(&f, "seek", size).await;
+    read_checked(&reader, &data, 0, 40 * MIB, 128 << 10).await;
+    assert!(reader.window() >= 32 * MIB, "window {}", reader.window());
+    reader.read(100 * MIB, 4096).await.unwrap();
+    assert_eq!(reader.window(), 4096);
+    fetched(&f, &cache).await;
+    f.reset();
+    // From there on, a stream fetches at most what it consumed ahead of it.
+    let mut consumed = 0;
+    for _ in 0..16 {
+        consumed += read_checked(&reader, &data, 100 * MIB + 4096 + consumed, 128 << 10, 128 << 10).await;
+        assert!(reader.window() <= consumed + 4096, "window {} after {consumed}", reader.window());
+    }
+    let fetched = fetched(&f, &cache).await;
+    assert!(fetched <= 2 * (consumed + 4096), "fetched {fetched} bytes for {consumed} read");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_read_ahead_batches_keep_the_stream_and_fetch_each_byte_once() {
+    let f = fixture().await;
+    let size = 96 * MIB;
+    let (data, cache, reader) = probe_reader(&f, "batches", size).await;
+    let reader = Arc::new(reader);
+    let data = Arc::new(data);
+    // The kernel's first read is synchronous; its read-ahead requests come in batches.
+    let mut offset = read_checked(&reader, &data, 0, 128 << 10, 128 << 10).await;
+    while offset < size {
+        // The kernel's read-ahead batch of four requests arrives last one first, and the
+        // batch after it while the batch is still being served.
+        let mut tasks = Vec::new();
+        for n in (0..4).rev() {
+            let (reader, data, at) = (reader.clone(), data.clone(), offset + n * (128 << 10));
+            tasks.push(tokio::spawn(async move {
+                let got = reader.read(at, 128 << 10).await.unwrap();
+                assert_eq!(&got[..], &data[at as usize..at as usize + got.len()]);
+            }));
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        offset += 4 * (128 << 10);
+        let fetched_so_far: u64 = f.server.stats().get_ranges().iter().map(|g| g.len.unwrap()).sum();
+        assert!(fetched_so_far <= 2 * offset + MIB, "fetched {fetched_so_far} after reading {offset}");
+    }
+    // Never taken for a seek: the window reached its limit, every GET was of whole blocks
+    // (no exact-range reads), and no byte was fetched twice.
+    assert_eq!(reader.window(), size + MIB);
+    fetched(&f, &cache).await;
+    let gets = f.server.stats().get_ranges();
+    assert!(gets.iter().all(|g| g.start % MIB == 0), "{gets:?}");
+    let mut covered: Vec<(u64, u64)> = gets.iter().map(|g| (g.start, g.start + g.len.unwrap())).collect();
+    covered.sort();
+    assert!(covered.windows(2).all(|w| w[0].1 <= w[1].0), "overlaps: {covered:?}");
 }

@@ -29,6 +29,14 @@ macro_rules! op_observe {
     ($other:ident, $self:ident, $input:expr) => {};
 }
 
+/// Lets a wrapper see a GET's answer: it calls `self.observe_got(&S3Result<..>)`.
+macro_rules! op_observe_output {
+    (get, $self:ident, $output:expr) => {
+        $self.observe_got(&$output)
+    };
+    ($other:ident, $self:ident, $output:expr) => {};
+}
+
 /// Implements `S3` for a wrapper with a field `inner: impl S3` and a method
 /// `async fn before(&self, op: &'static str, bucket: Option<&str>, key: Option<&str>) -> S3Result<G>`:
 /// every listed operation first awaits `before` (whose guard lives until the inner call
@@ -73,7 +81,9 @@ macro_rules! delegate_s3 {
                         op_observe!($target, self, req.input);
                         self.before($op, bucket, key).await?
                     };
-                    self.inner.$method(req).await
+                    let output = self.inner.$method(req).await;
+                    op_observe_output!($target, self, output);
+                    output
                 }
             )*
         }

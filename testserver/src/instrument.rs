@@ -1,6 +1,7 @@
 //! Request accounting and fault injection, layered over either backend.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use s3s::{S3Error, S3ErrorCode, S3Result, S3};
 pub struct Stats {
     ops: Mutex<HashMap<&'static str, OpStats>>,
     gets: Mutex<Vec<GetRange>>,
+    /// Body bytes of the GetObject answers, whatever their range.
+    get_bytes: AtomicU64,
 }
 
 /// The byte range one GetObject asked for (`len` is `None` for "to the end" or no range).
@@ -47,6 +50,12 @@ impl Stats {
         self.gets.lock().clone()
     }
 
+    /// Bytes the GetObject answers since start or the last [`Stats::reset`] carried (or
+    /// began to: a client that goes away early takes fewer).
+    pub fn get_bytes(&self) -> u64 {
+        self.get_bytes.load(Ordering::Relaxed)
+    }
+
     /// Requests of `op` being handled now (a delayed request counts until answered or
     /// until its client goes away).
     pub fn in_flight(&self, op: &str) -> u64 {
@@ -57,6 +66,7 @@ impl Stats {
     /// Requests still running keep counting towards `max_in_flight`.
     pub fn reset(&self) {
         self.gets.lock().clear();
+        self.get_bytes.store(0, Ordering::Relaxed);
         for s in self.ops.lock().values_mut() {
             s.count = 0;
             s.max_in_flight = s.in_flight;
@@ -159,6 +169,13 @@ impl<S: S3> Instrumented<S> {
             Some(s3s::dto::Range::Suffix { .. }) | None => (0, None),
         };
         self.stats.gets.lock().push(GetRange { key: input.key.clone(), start, len });
+    }
+
+    fn observe_got(&self, output: &S3Result<s3s::S3Response<s3s::dto::GetObjectOutput>>) {
+        if let Ok(response) = output {
+            let len = response.output.content_length.unwrap_or(0).max(0) as u64;
+            self.stats.get_bytes.fetch_add(len, Ordering::Relaxed);
+        }
     }
 
     async fn before(&self, op: &'static str, _bucket: Option<&str>, key: Option<&str>) -> S3Result<InFlight<'_>> {

@@ -1,6 +1,8 @@
 //! `xosfs-testserver`: a local S3 endpoint for demos and benchmarks, optionally seeded
 //! with a demo bucket. Prints `listening on URL` once its buckets exist, and `seeded BUCKET`
-//! once the demo data is in place, so scripts can wait for either line.
+//! once the demo data is in place, so scripts can wait for either line. On SIGUSR1 it prints
+//! `stats gets=N get_bytes=B`: GetObject requests and the body bytes they were answered
+//! with since it started (for benchmarks: what a client fetched).
 
 mod demo;
 
@@ -57,6 +59,7 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 async fn run(server: &TestServer, opt: &Opt) -> Result<(), Box<dyn Error>> {
     let mut terminate = signal(SignalKind::terminate())?;
+    let mut report = signal(SignalKind::user_defined1())?;
     let client = demo::client(server);
     for bucket in opt.buckets.iter().chain(&opt.seed_demo) {
         demo::ensure_bucket(&client, bucket).await?;
@@ -69,8 +72,15 @@ async fn run(server: &TestServer, opt: &Opt) -> Result<(), Box<dyn Error>> {
         }
         std::future::pending::<Result<(), Box<dyn Error>>>().await
     };
+    let reports = async {
+        while report.recv().await.is_some() {
+            let stats = server.stats();
+            println!("stats gets={} get_bytes={}", stats.count("GetObject"), stats.get_bytes());
+        }
+    };
     tokio::select! {
         result = work => result,
+        _ = reports => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),
     }
