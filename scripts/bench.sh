@@ -8,8 +8,10 @@
 # --write-back, s3fs, rclone), in files/s with xosfs --write-back's ratios to s3fs and rclone;
 # and a BENCH_SIZE_MIB sequential write through xosfs with its cache dir on a 256 MiB tmpfs
 # and --cache-limit 256M against the same write with the default cache dir and no limit, in
-# MiB/s with the ratio limited/unlimited.
-# A third table has issue 16's figures: each daemon's CPU seconds per GiB read and written,
+# MiB/s with the ratio limited/unlimited. A third: those 1,000 files removed by one rm -rf,
+# until unlisted (each filesystem, xosfs with and without --write-back), and a read and a
+# write through xosfs under --max-bandwidth, as shares of the cap.
+# A fourth table has issue 16's figures: each daemon's CPU seconds per GiB read and written,
 # the bytes the server sent beyond what the workload read (wasted read-ahead) for the cold
 # and random reads, and probes (head -c 1M, file, the first and last MiB as a thumbnailer
 # reads them, and ffprobe when installed), each on a fresh mount with empty caches: bytes
@@ -56,6 +58,7 @@ FILESYSTEMS=${BENCH_FS:-"xosfs s3fs rclone"}
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 REPEAT=${BENCH_REPEAT:-3}
 LIMIT_MIB=256 # cache dir size and --cache-limit of the limited write
+CAP_DOWN=100 CAP_UP=50 # MiB/s of the --max-bandwidth run
 WORK=$(mktemp -d /tmp/xosfs-bench.XXXXXX)
 LIMITED_CACHE=$WORK/limited-cache # a tmpfs of LIMIT_MIB while the limited write runs
 UNLIMITED_CACHE=$WORK/unlimited-cache # a tmpfs with room for the whole file, for the same disk speed
@@ -288,19 +291,37 @@ PY
 # Issue 13: 1,000 x 4 KiB files created in the root of the mount, timed from the first create
 # until a raw listing of the bucket shows every key. The listing goes straight to the server
 # (in WAN mode from inside its namespace): the poll pays no added round trip of its own.
-# Prints the seconds and how many of the objects were not 4 KiB on the server's disk when the
-# listing was complete (placeholders listed before their data: 0 is expected), then removes
-# the files through the mount, untimed. TAG names the keys: created-TAG-0000 and on.
+# Then (issue 16) the 1,000 files are removed by one rm through the mount, timed until the raw
+# listing shows none of them (xosfs --write-back deletes after rm returns).
+# Prints the seconds to create, how many of the objects were not 4 KiB on the server's disk
+# when the listing was complete (placeholders listed before their data: 0 is expected), and
+# the seconds to remove. TAG names the keys: created-TAG-0000 and on.
 created_listed() {
-    local prefix=created-$1- t s short
+    local prefix=created-$1- t s short r
     sync
     t=$(now)
     create_small "$MNT/$prefix"
     wait_listed "$prefix" "$SEED_RAW"
     s=$(secs "$t")
     short=$(find "$WORK/data/bench" -maxdepth 1 -name "$prefix*" ! -size 4096c | wc -l)
-    rm -f "$MNT/$prefix"*
-    echo "$s $short"
+    t=$(now)
+    rm -rf "$MNT/$prefix"*
+    until [ "$($SEED_RAW count "$prefix")" -eq 0 ]; do sleep 0.02; done
+    r=$(secs "$t")
+    echo "$s $short $r"
+}
+
+# Issue 15: the ${SIZE_MIB} MiB object read, and the source written (conv=fsync), through a
+# fresh xosfs mount capped at CAP_DOWN:CAP_UP MiB/s; prints the two times in seconds.
+capped() {
+    local pid t read write
+    pid=$(mount_xosfs "$WORK/xosfs-cache" --max-bandwidth "${CAP_DOWN}M:${CAP_UP}M") || exit 1
+    drop_caches
+    t=$(now); cat "$MNT/big.bin" >/dev/null; read=$(secs "$t")
+    t=$(now); dd if="$WORK/src.bin" of="$MNT/capped.bin" bs=8M conv=fsync status=none; write=$(secs "$t")
+    rm "$MNT/capped.bin"
+    unmount_fs "$pid"
+    echo "$read $write"
 }
 
 # Issue 13: one sequential write of the ${SIZE_MIB} MiB source through a fresh xosfs mount
@@ -378,8 +399,8 @@ for fs in $FILESYSTEMS; do
     for tag in "${tags[@]}"; do
         echo "== $tag: 1,000 x 4 KiB created until listed"
         if [ "$tag" = xosfs_wb ]; then pid=$(mount_fs xosfs --write-back); else pid=$(mount_fs "$fs"); fi
-        out=$(created_listed "$tag")
-        R[$tag,created]=${out% *} R[$tag,created_short]=${out#* }
+        read -r c short r <<<"$(created_listed "$tag")"
+        R[$tag,created]=$c R[$tag,created_short]=$short R[$tag,removed]=$r
         unmount_fs "$pid"
     done
 done
@@ -399,6 +420,8 @@ if [[ " $FILESYSTEMS " = *" xosfs "* ]]; then
     umount "$LIMITED_CACHE" 2>/dev/null || umount -l "$LIMITED_CACHE"
     umount "$UNLIMITED_CACHE" 2>/dev/null || umount -l "$UNLIMITED_CACHE"
     R[xosfs,write_unlimited]=$(median "${unlimited[@]}") R[xosfs,write_limited]=$(median "${limited[@]}")
+    echo "== xosfs: ${SIZE_MIB} MiB read and written with --max-bandwidth ${CAP_DOWN}M:${CAP_UP}M"
+    read -r "R[xosfs,capped_read]" "R[xosfs,capped_write]" <<<"$(capped)"
 fi
 
 # Issue 16: a re-read after a remount with --disk-cache (filled by a first read on the mount
@@ -530,6 +553,38 @@ fi
             "$SIZE_MIB" "$LIMIT_MIB" "$LIMIT_MIB" "$(echo "$SIZE_MIB / ${R[xosfs,write_limited]}" | bc -l)" "${R[xosfs,write_limited]}"
         ratio=$(echo "${R[xosfs,write_unlimited]} / ${R[xosfs,write_limited]}" | bc -l | xargs printf "%.2f")
         printf "| sequential write, --cache-limit %sM / no limit | %s | %s |\n" "$LIMIT_MIB" "$ratio" "$(verdict "$ratio" 0.9)"
+    fi
+    echo
+    echo "## Issue 16: removing 1,000 files; issue 15: a bandwidth cap"
+    echo
+    echo "Removed until unlisted: the 1,000 files created above removed by one \`rm -rf\` through the"
+    echo "mount, timed until the raw listing shows none of them. Capped: the ${SIZE_MIB} MiB object read"
+    echo "(cat, caches dropped) and written (dd, 8 MiB blocks, conv=fsync) through a fresh xosfs mount"
+    echo "with --max-bandwidth ${CAP_DOWN}M:${CAP_UP}M, as a share of the cap (issue 15: within 10 %)."
+    echo
+    echo "| workload | figure | target |"
+    echo "|---|---|---|"
+    for tag in xosfs xosfs_wb s3fs rclone; do
+        [ -n "${R[$tag,removed]:-}" ] || continue
+        name=$tag; [ "$tag" = xosfs_wb ] && name="xosfs --write-back"
+        printf "| rm -rf 1,000 files until unlisted, %s | %.0f files/s (%s s) | |\n" \
+            "$name" "$(echo "1000 / ${R[$tag,removed]}" | bc -l)" "${R[$tag,removed]}"
+    done
+    for tag in xosfs xosfs_wb; do
+        [ -n "${R[$tag,removed]:-}" ] && [ -n "${R[s3fs,removed]:-}" ] || continue
+        name=$tag; [ "$tag" = xosfs_wb ] && name="xosfs --write-back"
+        ratio=$(echo "${R[s3fs,removed]} / ${R[$tag,removed]}" | bc -l | xargs printf "%.2f")
+        printf "| rm -rf, %s / s3fs | %s | %s |\n" "$name" "$ratio" "$(verdict "$ratio" 2)"
+    done
+    if [ -n "${R[xosfs,capped_read]:-}" ]; then
+        for way in read write; do
+            cap=$CAP_DOWN; [ "$way" = write ] && cap=$CAP_UP
+            rate=$(echo "$SIZE_MIB / ${R[xosfs,capped_$way]}" | bc -l)
+            share=$(echo "$rate / $cap" | bc -l | xargs printf "%.2f")
+            if [ "$(echo "$share >= 0.9 && $share <= 1.1" | bc -l)" = 1 ]; then v="within 10 %: met"; else v="within 10 %: not met"; fi
+            printf "| %s MiB %s capped at %s MiB/s | %.1f MiB/s (%s s), %s of the cap | %s |\n" \
+                "$SIZE_MIB" "$way" "$cap" "$rate" "${R[xosfs,capped_$way]}" "$share" "$v"
+        done
     fi
     echo
     echo "## Issue 16: CPU and bytes fetched"
