@@ -149,6 +149,8 @@ pub struct FsConfig {
     pub root_mode: Option<u16>,
     /// How long the URL in `user.xos.url` is valid.
     pub presign_expiry: Duration,
+    /// `--all-buckets`: the top-level directories are the account's buckets.
+    pub all_buckets: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -398,6 +400,7 @@ impl Config {
                 umask,
                 root_mode,
                 presign_expiry,
+                all_buckets: false,
             },
             read: ReadSettings { block_size, cache_size, max_prefetch },
             write: WriteSettings {

@@ -36,6 +36,7 @@ fn fixture() -> Fixture {
         umask: 0,
         root_mode: None,
         presign_expiry: Duration::from_secs(3600),
+        all_buckets: false,
     };
     let write = Arc::new(WriteConfig::new(8 << 20, 4, 64 << 20, cache.path().to_path_buf(), 64 << 20));
     let read = ReadSettings { block_size: 1 << 20, cache_size: 16 << 20, max_prefetch: 8 << 20 };

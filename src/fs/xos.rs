@@ -266,8 +266,8 @@ impl Fs {
     pub(super) async fn xos_get(&self, inode: &Inode, name: &str) -> Result<Vec<u8>, FsError> {
         let name = parse_name(name)?;
         if let Name::Bucket(setting) = name {
-            self.bucket_root(inode)?;
-            let value = self.client.get_bucket_setting(setting).await?;
+            let root = self.bucket_root(inode)?;
+            let value = self.client.get_bucket_setting(&root, setting).await?;
             return value.map(String::into_bytes).ok_or(FsError::NoAttribute);
         }
         if let Some(opts) = self.pending_options(inode.ino).await? {
@@ -325,16 +325,16 @@ impl Fs {
     pub(super) async fn xos_change(&self, inode: &Inode, name: &str, value: Option<&[u8]>) -> Result<(), FsError> {
         let parsed = parse_name(name)?;
         if let Name::Bucket(setting) = parsed {
-            self.bucket_root(inode)?;
+            let root = self.bucket_root(inode)?;
             if self.cfg.read_only {
                 return Err(FsError::ReadOnly);
             }
             return match value {
                 Some(v) => {
                     let value = settings::validate(setting, text(v)?)?;
-                    self.client.put_bucket_setting(setting, &value).await.map_err(refused)
+                    self.client.put_bucket_setting(&root, setting, &value).await.map_err(refused)
                 }
-                None => self.client.delete_bucket_setting(setting).await.map_err(refused),
+                None => self.client.delete_bucket_setting(&root, setting).await.map_err(refused),
             };
         }
         if self.cfg.read_only {
@@ -398,10 +398,16 @@ impl Fs {
         result.map_err(refused)
     }
 
-    /// The bucket's settings are attributes of the mount root, when it is the bucket's.
-    fn bucket_root(&self, inode: &Inode) -> Result<(), FsError> {
-        match inode.ino == ROOT_INO && inode.kind == Kind::Directory {
-            true if self.cfg.prefix.is_empty() => Ok(()),
+    /// A bucket's settings are attributes of its root directory: the mount root when it
+    /// is the bucket's, a top-level directory of an account mount. Returns the key prefix
+    /// of that root ("" or "BUCKET/").
+    fn bucket_root(&self, inode: &Inode) -> Result<String, FsError> {
+        if inode.kind != Kind::Directory {
+            return Err(FsError::NotSupported);
+        }
+        match self.cfg.all_buckets {
+            false if inode.ino == ROOT_INO && self.cfg.prefix.is_empty() => Ok(String::new()),
+            true if inode.ino != ROOT_INO && inode.parent() == ROOT_INO => self.key(inode),
             _ => Err(FsError::NotSupported),
         }
     }

@@ -743,7 +743,7 @@ impl ObjectStore for S3Store {
         self.get(key, range, |req| req.version_id(version_id)).await
     }
 
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+    async fn get_bucket_setting(&self, _root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
         let op = setting_op(which, "Get");
         let client = &self.client;
         let bucket = &self.bucket;
@@ -794,7 +794,7 @@ impl ObjectStore for S3Store {
         }
     }
 
-    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+    async fn put_bucket_setting(&self, _root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
         use aws_sdk_s3::types::VersioningConfiguration;
         let op = setting_op(which, "Put");
         let client = &self.client;
@@ -861,13 +861,13 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+    async fn delete_bucket_setting(&self, _root: &str, which: BucketSetting) -> Result<(), ObjectError> {
         let op = setting_op(which, "Delete");
         let client = &self.client;
         let bucket = &self.bucket;
         match which {
-            BucketSetting::Versioning => return self.put_bucket_setting(which, "Suspended").await,
-            BucketSetting::Acl => return self.put_bucket_setting(which, "private").await,
+            BucketSetting::Versioning => return self.put_bucket_setting("", which, "Suspended").await,
+            BucketSetting::Acl => return self.put_bucket_setting("", which, "private").await,
             BucketSetting::Policy => {
                 client.delete_bucket_policy().bucket(bucket).send().await.map(drop).map_err(|e| sdk_error(op, "", e))
             }

@@ -225,15 +225,15 @@ impl ObjectStore for AsOfStore {
         self.inner.get_version_stream(key, version_id, range).await
     }
 
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.inner.get_bucket_setting(which).await
+    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.inner.get_bucket_setting(root, which).await
     }
 
-    async fn put_bucket_setting(&self, _: BucketSetting, _: &str) -> Result<(), ObjectError> {
+    async fn put_bucket_setting(&self, _: &str, _: BucketSetting, _: &str) -> Result<(), ObjectError> {
         Err(read_only("PutBucketSetting", ""))
     }
 
-    async fn delete_bucket_setting(&self, _: BucketSetting) -> Result<(), ObjectError> {
+    async fn delete_bucket_setting(&self, _: &str, _: BucketSetting) -> Result<(), ObjectError> {
         Err(read_only("DeleteBucketSetting", ""))
     }
 }

@@ -426,16 +426,16 @@ impl ObjectStore for FaultyStore {
         self.forward("GetObject", key, self.inner.get_version_stream(key, version_id, range)).await
     }
 
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.forward("GetBucketSetting", "", self.inner.get_bucket_setting(which)).await
+    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.forward("GetBucketSetting", root, self.inner.get_bucket_setting(root, which)).await
     }
 
-    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
-        self.forward("PutBucketSetting", "", self.inner.put_bucket_setting(which, value)).await
+    async fn put_bucket_setting(&self, root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.forward("PutBucketSetting", root, self.inner.put_bucket_setting(root, which, value)).await
     }
 
-    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
-        self.forward("DeleteBucketSetting", "", self.inner.delete_bucket_setting(which)).await
+    async fn delete_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<(), ObjectError> {
+        self.forward("DeleteBucketSetting", root, self.inner.delete_bucket_setting(root, which)).await
     }
 }
 

@@ -592,11 +592,11 @@ impl ObjectStore for MemoryStore {
         }
     }
 
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+    async fn get_bucket_setting(&self, _root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
         Ok(self.begin("GetBucketSetting").settings.get(&which).cloned())
     }
 
-    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+    async fn put_bucket_setting(&self, _root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
         if which == BucketSetting::Versioning {
             return Err(not_implemented("PutBucketVersioning", "", "the memory store keeps one version of each key"));
         }
@@ -604,7 +604,7 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
+    async fn delete_bucket_setting(&self, _root: &str, which: BucketSetting) -> Result<(), ObjectError> {
         self.begin("DeleteBucketSetting").settings.remove(&which);
         Ok(())
     }

@@ -219,15 +219,15 @@ impl ObjectStore for MeteredStore {
         Ok(self.counted(body))
     }
 
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.count("GetBucketSetting", self.inner.get_bucket_setting(which)).await
+    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.count("GetBucketSetting", self.inner.get_bucket_setting(root, which)).await
     }
 
-    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
-        self.count("PutBucketSetting", self.inner.put_bucket_setting(which, value)).await
+    async fn put_bucket_setting(&self, root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.count("PutBucketSetting", self.inner.put_bucket_setting(root, which, value)).await
     }
 
-    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
-        self.count("DeleteBucketSetting", self.inner.delete_bucket_setting(which)).await
+    async fn delete_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<(), ObjectError> {
+        self.count("DeleteBucketSetting", self.inner.delete_bucket_setting(root, which)).await
     }
 }

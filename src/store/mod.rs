@@ -305,15 +305,17 @@ pub trait ObjectStore: Send + Sync + 'static {
         range: Range<u64>,
     ) -> Result<ObjectBody, ObjectError>;
 
-    /// A bucket setting in its text form ([`settings`]); `None` when there is none.
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError>;
+    /// A bucket setting in its text form ([`settings`]); `None` when there is none. `root`
+    /// is the key prefix of the bucket's root directory: "" in a store of one bucket,
+    /// "BUCKET/" in an account's store.
+    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError>;
 
     /// Replaces a bucket setting with `value`, in its text form, checked by
     /// [`settings::validate`] before.
-    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError>;
+    async fn put_bucket_setting(&self, root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError>;
 
     /// Deletes a bucket setting (versioning, which cannot be deleted, is suspended).
-    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError>;
+    async fn delete_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<(), ObjectError>;
 
     /// Stores `body` as `key`, over whatever is there.
     async fn put_object(&self, key: &str, body: Bytes, opts: &PutOptions) -> Result<Option<String>, ObjectError> {

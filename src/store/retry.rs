@@ -227,16 +227,16 @@ impl ObjectStore for RetryingStore {
         self.retry(|| self.inner.get_version_stream(key, version_id, range.clone())).await
     }
 
-    async fn get_bucket_setting(&self, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.retry(|| self.inner.get_bucket_setting(which)).await
+    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
+        self.retry(|| self.inner.get_bucket_setting(root, which)).await
     }
 
-    async fn put_bucket_setting(&self, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
-        self.retry(|| self.inner.put_bucket_setting(which, value)).await
+    async fn put_bucket_setting(&self, root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
+        self.retry(|| self.inner.put_bucket_setting(root, which, value)).await
     }
 
-    async fn delete_bucket_setting(&self, which: BucketSetting) -> Result<(), ObjectError> {
-        self.retry(|| self.inner.delete_bucket_setting(which)).await
+    async fn delete_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<(), ObjectError> {
+        self.retry(|| self.inner.delete_bucket_setting(root, which)).await
     }
 }
 
