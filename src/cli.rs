@@ -197,16 +197,23 @@ pub struct StatsArgs {
     pub watch: bool,
 }
 
-/// Mounting: `xosfs [OPTIONS] BUCKET[:/PREFIX] MOUNTPOINT`.
+/// Mounting: `xosfs [OPTIONS] BUCKET[:/PREFIX] MOUNTPOINT`, or a whole account with
+/// `xosfs --all-buckets [OPTIONS] [LABEL] MOUNTPOINT`.
 #[derive(Debug, Args)]
 pub struct MountArgs {
-    /// The bucket, optionally with a prefix to mount instead of the whole bucket.
+    /// The bucket, optionally with a prefix to mount instead of the whole bucket. With
+    /// --all-buckets, an optional label shown as the mount's source (fstab's first field).
     #[arg(value_name = "BUCKET[:/PREFIX]", required = true)]
     pub bucket: String,
 
     /// The directory to mount on; it must exist and not be a mount point already.
-    #[arg(value_name = "MOUNTPOINT", required = true)]
-    pub mountpoint: PathBuf,
+    #[arg(value_name = "MOUNTPOINT", required_unless_present = "all_buckets")]
+    pub mountpoint: Option<PathBuf>,
+
+    /// Mount every bucket of the account: the top-level directories are the buckets
+    /// (ListBuckets), mkdir there creates a bucket and rmdir deletes an empty one.
+    #[arg(long, conflicts_with = "version_at")]
+    pub all_buckets: bool,
 
     #[command(flatten)]
     pub connection: ConnectionArgs,

@@ -20,6 +20,8 @@ pub enum ConfigError {
     EndpointScheme(String),
     #[error("endpoint '{url}' is not a valid URL: {reason}")]
     EndpointInvalid { url: String, reason: String },
+    #[error("no mount point given: xosfs BUCKET[:/PREFIX] MOUNTPOINT, or xosfs --all-buckets MOUNTPOINT")]
+    NoMountpoint,
     #[error("'{0}' is not a valid bucket name (expected BUCKET or BUCKET:/PREFIX)")]
     Bucket(String),
     #[error("prefix '{0}' is not usable: it has an empty, '.' or '..' component")]
@@ -63,6 +65,9 @@ pub enum ConfigError {
     #[error("{option} '{value}' is not a time: give RFC 3339 (2026-11-30T18:00:00Z) or local YYYY-MM-DD HH:MM[:SS]")]
     Time { option: &'static str, value: String },
 }
+
+/// The source an account mount shows in the mount table when given no label.
+const DEFAULT_ACCOUNT_LABEL: &str = "xos";
 
 const CANNED_ACLS: &[&str] = &[
     "private",
@@ -118,6 +123,7 @@ pub enum ListVersion {
 pub struct S3Config {
     pub endpoint: String,
     pub region: String,
+    /// Empty for an account (`--all-buckets`).
     pub bucket: String,
     pub path_style: bool,
     pub list_version: ListVersion,
@@ -149,8 +155,6 @@ pub struct FsConfig {
     pub root_mode: Option<u16>,
     /// How long the URL in `user.xos.url` is valid.
     pub presign_expiry: Duration,
-    /// `--all-buckets`: the top-level directories are the account's buckets.
-    pub all_buckets: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -160,6 +164,8 @@ pub struct Config {
     pub read: ReadSettings,
     pub write: WriteSettings,
     pub mountpoint: PathBuf,
+    /// `--all-buckets`: every bucket of the account is mounted, under this label.
+    pub account: Option<String>,
     pub credentials: CredentialsConfig,
     pub foreground: bool,
     /// Who besides the mounting user may use the mount.
@@ -323,7 +329,15 @@ fn connection(
 
 impl Config {
     pub fn from_cli(cli: MountArgs) -> Result<Config, ConfigError> {
-        let (bucket, prefix) = parse_bucket_spec(&cli.bucket)?;
+        let (account, bucket, prefix, mountpoint) = match (cli.all_buckets, cli.mountpoint) {
+            (true, None) => (Some(DEFAULT_ACCOUNT_LABEL.to_string()), String::new(), String::new(), cli.bucket.into()),
+            (true, Some(mountpoint)) => (Some(cli.bucket), String::new(), String::new(), mountpoint),
+            (false, Some(mountpoint)) => {
+                let (bucket, prefix) = parse_bucket_spec(&cli.bucket)?;
+                (None, bucket, prefix, mountpoint)
+            }
+            (false, None) => return Err(ConfigError::NoMountpoint),
+        };
         let list_version = if cli.list_version == 2 { ListVersion::V2 } else { ListVersion::V1 };
         let (s3, credentials) = connection(cli.connection, bucket, list_version)?;
         let file_mode = parse_mode("--file-mode", &cli.file_mode)?;
@@ -400,7 +414,6 @@ impl Config {
                 umask,
                 root_mode,
                 presign_expiry,
-                all_buckets: false,
             },
             read: ReadSettings { block_size, cache_size, max_prefetch },
             write: WriteSettings {
@@ -415,7 +428,8 @@ impl Config {
                 acl: cli.acl,
                 storage_class: cli.storage_class,
             },
-            mountpoint: cli.mountpoint,
+            mountpoint,
+            account,
             credentials,
             foreground: cli.foreground,
             access: if cli.allow_other {

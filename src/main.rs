@@ -9,7 +9,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use xosfs::cli::{CleanupArgs, InfoArgs, Invocation, MountArgs, RecoverArgs, ShareArgs};
 use xosfs::config::{Bandwidth, CleanupConfig, Config, RecoverConfig, S3Config};
@@ -18,10 +18,10 @@ use xosfs::daemon::{self, StartupReport};
 use xosfs::fs::{Fs, UploadDefaults};
 use xosfs::mount::{self, MountSpec};
 use xosfs::read::DiskCache;
-use xosfs::s3::S3Store;
+use xosfs::s3::{S3Buckets, S3Store};
 use xosfs::store::{
-    AsOfStore, BandwidthLimit, DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore, RetryPolicy,
-    RetryingStore,
+    Account, AccountStore, AsOfStore, BandwidthLimit, DeleteQueue, ErrorKind, MeteredStore, ObjectError, ObjectStore,
+    RetryPolicy, RetryingStore,
 };
 use xosfs::write::journal::{Journal, StoreId};
 use xosfs::write::{recovery, WriteConfig};
@@ -121,7 +121,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let client = match rt.block_on(connect(&config)) {
+    let (client, account) = match rt.block_on(connect(&config)) {
         Ok(c) => c,
         Err(msg) => {
             report.failed(&msg);
@@ -155,6 +155,9 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     );
     let defaults = UploadDefaults { acl: w.acl.clone(), storage_class: w.storage_class.clone() };
     let mut fs = Fs::new(client.clone(), config.fs.clone(), write_cfg.clone(), defaults, config.read);
+    if let Some(account) = account {
+        fs = fs.with_account(account);
+    }
     if let Some((dir, size)) = &config.disk_cache {
         match DiskCache::open(dir, *size, &config.s3.bucket) {
             Ok(disk) => fs = fs.with_disk_cache(disk),
@@ -184,9 +187,11 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
             m.staging_bytes.set(writes.space.used() as i64);
         });
     }
-    let fs_name = match config.fs.prefix.as_str() {
-        "" => config.s3.bucket.clone(),
-        p => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
+    let fs_name = match (&config.account, config.fs.prefix.as_str()) {
+        // Not a bucket's name (none has a `:`): how `xosfs share` tells an account mount.
+        (Some(label), _) => format!("{label}:*"),
+        (None, "") => config.s3.bucket.clone(),
+        (None, p) => format!("{}:/{}", config.s3.bucket, p.trim_end_matches('/')),
     };
     let spec =
         MountSpec { mountpoint: &config.mountpoint, fs_name, read_only: config.fs.read_only, access: config.access };
@@ -240,24 +245,35 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     }
 }
 
-/// Credentials, then HeadBucket and one listing of the prefix, each sent once: every way
-/// the settings can be wrong shows up here as one line, at once, before anything is
-/// mounted. The mount then retries what fails transiently.
-async fn connect(config: &Config) -> Result<Arc<dyn ObjectStore>, String> {
-    let store = store(&config.s3, &config.credentials).await?;
+/// Credentials, then HeadBucket (ListBuckets for an account) and one listing of the
+/// prefix, each sent once: every way the settings can be wrong shows up here as one
+/// line, at once, before anything is mounted. The mount then retries what fails
+/// transiently.
+async fn connect(config: &Config) -> Result<(Arc<dyn ObjectStore>, Option<Arc<Account>>), String> {
+    let (store, account) = store(&config.s3, &config.credentials, config.fs.metadata_ttl).await?;
     let explain = |e| explain(&config.s3, e);
     store.head_bucket().await.map_err(explain)?;
     store.list_page(&config.fs.prefix, None, 1).await.map_err(explain)?;
     let store = retrying(store, &config.s3);
     match config.version_at {
-        Some(at) => Ok(Arc::new(AsOfStore::load(store, &config.fs.prefix, at).await.map_err(explain)?)),
-        None => Ok(store),
+        Some(at) => Ok((Arc::new(AsOfStore::load(store, &config.fs.prefix, at).await.map_err(explain)?), account)),
+        None => Ok((store, account)),
     }
 }
 
-async fn store(s3: &S3Config, creds: &CredentialsConfig) -> Result<Arc<dyn ObjectStore>, String> {
+/// The store of `s3`'s bucket, or of its account's buckets when it names none (with the
+/// account, its bucket list kept for `list_ttl`).
+async fn store(
+    s3: &S3Config,
+    creds: &CredentialsConfig,
+    list_ttl: Duration,
+) -> Result<(Arc<dyn ObjectStore>, Option<Arc<Account>>), String> {
     let provider = credentials::provider(creds, s3).await.map_err(|e| e.to_string())?;
-    Ok(Arc::new(S3Store::new(s3, provider)))
+    if s3.bucket.is_empty() {
+        let account = Arc::new(Account::new(Arc::new(S3Buckets::new(s3, provider)), list_ttl));
+        return Ok((Arc::new(AccountStore::new(account.clone())), Some(account)));
+    }
+    Ok((Arc::new(S3Store::new(s3, provider)), None))
 }
 
 /// The store as the daemon uses it: every attempt counted, transient failures retried.
@@ -269,15 +285,20 @@ fn retrying(store: Arc<dyn ObjectStore>, s3: &S3Config) -> Arc<dyn ObjectStore> 
 /// An error of the store as one line that names the likely cause.
 fn explain(s3: &S3Config, e: ObjectError) -> String {
     let (endpoint, bucket) = (&s3.endpoint, &s3.bucket);
+    let account = bucket.is_empty();
     let code = e.code.clone().unwrap_or_else(|| "Forbidden".into());
     match e.kind {
+        ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::Interrupted => {
+            format!("cannot reach endpoint {endpoint}: {}", e.message)
+        }
+        ErrorKind::AccessDenied if account => format!(
+            "listing the buckets was denied ({code}): --all-buckets needs credentials with the s3:ListAllMyBuckets permission (or mount one bucket: xosfs BUCKET MOUNTPOINT)"
+        ),
+        _ if account => format!("listing the buckets at {endpoint}: {e}"),
         ErrorKind::NoSuchBucket | ErrorKind::NotFound => format!("bucket '{bucket}' does not exist at {endpoint}"),
         ErrorKind::AccessDenied => format!(
             "access to bucket '{bucket}' denied ({code}): check the access key and secret key and the bucket's permissions"
         ),
-        ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::Interrupted => {
-            format!("cannot reach endpoint {endpoint}: {}", e.message)
-        }
         _ => format!("bucket '{bucket}' at {endpoint}: {e}"),
     }
 }
@@ -303,7 +324,7 @@ fn cleanup_main(args: CleanupArgs) -> ExitCode {
     let cutoff = SystemTime::now().checked_sub(config.older_than).unwrap_or(SystemTime::UNIX_EPOCH);
     let mut console = cleanup::Console::new(config.dry_run);
     let result = rt.block_on(async {
-        let store = retrying(store(&config.s3, &config.credentials).await?, &config.s3);
+        let store = retrying(store(&config.s3, &config.credentials, Duration::ZERO).await?.0, &config.s3);
         cleanup::run(&*store, &config.prefix, cutoff, config.dry_run, cleanup::MAX_UPLOADS_PER_PAGE, &mut console)
             .await
             .map_err(|e| explain(&config.s3, e))
@@ -393,7 +414,7 @@ fn publish_entry(config: &RecoverConfig, found: &xosfs::write::journal::Found) -
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     rt.block_on(async {
-        let client = retrying(store(&s3, &credentials).await?, &s3);
+        let client = retrying(store(&s3, &credentials, Duration::ZERO).await?.0, &s3);
         let cfg = Arc::new(WriteConfig::for_recovery(config.cache_dir.clone(), s.clone()));
         recover::publish(client, cfg, &found.id).await
     })

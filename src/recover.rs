@@ -30,11 +30,14 @@ pub fn lines(found: &[Found]) -> Vec<String> {
                 note.push_str(&format!("  error: {e}"));
             }
             format!(
-                "{state:<8} {:>10} {:>6}  {}:{}  [{}]{note}",
+                "{state:<8} {:>10} {:>6}  {}  [{}]{note}",
                 human_size(f.staged),
                 human_age(age(r.updated).as_secs()),
-                r.store.bucket,
-                r.key,
+                // An account mount's keys start with their bucket.
+                match r.store.bucket.as_str() {
+                    "" => r.key.clone(),
+                    bucket => format!("{bucket}:{}", r.key),
+                },
                 f.id
             )
         })

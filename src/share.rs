@@ -24,12 +24,16 @@ pub fn locate(path: &Path) -> Result<Located, String> {
         std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("cannot read the mount table: {e}"))?;
     let (mountpoint, source) =
         innermost_mount(&table, &abs).ok_or_else(|| format!("{} is not inside a mounted xosfs", path.display()))?;
-    let (bucket, prefix) = match source.split_once(":/") {
-        Some((bucket, prefix)) => (bucket.to_string(), format!("{}/", prefix.trim_end_matches('/'))),
-        None => (source.clone(), String::new()),
-    };
     let relative = abs.strip_prefix(&mountpoint).unwrap_or(Path::new("")).to_string_lossy().into_owned();
-    let mut key = format!("{prefix}{relative}");
+    let (bucket, mut key) = match (source.ends_with(":*"), source.split_once(":/")) {
+        // An account mount (`LABEL:*`): the first component is the bucket.
+        (true, _) => match relative.split_once('/') {
+            Some((bucket, key)) => (bucket.to_string(), key.to_string()),
+            None => (relative, String::new()),
+        },
+        (false, Some((bucket, prefix))) => (bucket.to_string(), format!("{}/{relative}", prefix.trim_end_matches('/'))),
+        (false, None) => (source.clone(), relative),
+    };
     if abs.is_dir() && !key.is_empty() && !key.ends_with('/') {
         key.push('/');
     }
@@ -37,7 +41,7 @@ pub fn locate(path: &Path) -> Result<Located, String> {
 }
 
 /// The deepest FUSE mount of xosfs that holds `path`: its mount point and source
-/// (`BUCKET` or `BUCKET:/PREFIX`). A mount made by root without fusermount has the type
+/// (`BUCKET`, `BUCKET:/PREFIX` or an account's `LABEL:*`). A mount made by root without fusermount has the type
 /// `fuse` without the subtype, so plain `fuse` mounts count too; the attributes read then
 /// tell whether it is one.
 fn innermost_mount(table: &str, path: &Path) -> Option<(PathBuf, String)> {

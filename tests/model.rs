@@ -333,7 +333,6 @@ fn world(ttl: Duration) -> World {
         umask: 0,
         root_mode: None,
         presign_expiry: Duration::from_secs(3600),
-        all_buckets: false,
     };
     let write = Arc::new(WriteConfig::new(PART, 4, 8 << 20, cache.path().to_path_buf(), 64 << 20));
     let read = ReadSettings { block_size: 4096, cache_size: 1 << 20, max_prefetch: 64 << 10 };

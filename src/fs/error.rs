@@ -40,6 +40,12 @@ pub enum FsError {
     Vanished,
     #[error("invalid value: {0}")]
     InvalidValue(#[from] crate::store::settings::Invalid),
+    #[error("at the top of an account mount: {0}")]
+    AccountTop(&'static str),
+    #[error("'{0}' is not a valid bucket name: {1}")]
+    InvalidBucketName(String, &'static str),
+    #[error("between buckets: renames and server-side copies stay within one bucket")]
+    CrossBucket,
     #[error("the store refused the value: {0}")]
     Refused(Box<ObjectError>),
 
@@ -80,7 +86,10 @@ impl FsError {
             FsError::NoAttribute => libc::ENODATA,
             FsError::AttributeExists => libc::EEXIST,
             FsError::AttributesTooBig => libc::E2BIG,
-            FsError::PermissionDenied => libc::EPERM,
+            FsError::PermissionDenied | FsError::AccountTop(_) => libc::EPERM,
+            FsError::InvalidBucketName(..) => libc::EINVAL,
+            // As between two mounts: mv copies the bytes and removes the source itself.
+            FsError::CrossBucket => libc::EXDEV,
             // A read's failure, not a missing name: read(2) has no ENOENT.
             FsError::Vanished => libc::EIO,
             FsError::InvalidValue(crate::store::settings::Invalid::TooManyTags(_)) => libc::E2BIG,
@@ -94,6 +103,8 @@ impl FsError {
                 ErrorKind::NotFound => libc::ENOENT,
                 ErrorKind::AccessDenied => libc::EACCES,
                 ErrorKind::Timeout => libc::ETIMEDOUT,
+                ErrorKind::AlreadyExists => libc::EEXIST,
+                ErrorKind::NotEmpty => libc::ENOTEMPTY,
                 _ => libc::EIO,
             },
         }

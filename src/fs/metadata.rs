@@ -149,6 +149,7 @@ impl Fs {
         inode: &Inode,
         edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
     ) -> Result<(), FsError> {
+        self.refuse_bucket_root(inode)?;
         let key = self.key(inode)?;
         // A copy keeps the tags but gets no ACL: the object's is asked for with the HEAD.
         let (info, kept) = tokio::join!(self.stored_info(inode), self.kept(&key, false));

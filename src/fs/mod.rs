@@ -6,6 +6,7 @@
 //! a path component are skipped with a warning.
 
 mod attr;
+mod buckets;
 mod error;
 mod inode;
 mod listing;
@@ -184,6 +185,8 @@ pub struct Fs {
     mounted_at: SystemTime,
     /// What the store keeps beside recently asked-about objects (xos.rs).
     facts: xos::FactCache,
+    /// An account mount's buckets, the top-level directories (buckets.rs).
+    account: Option<Arc<crate::store::Account>>,
 }
 
 impl Fs {
@@ -192,6 +195,13 @@ impl Fs {
     pub fn with_disk_cache(mut self, disk: Arc<crate::read::DiskCache>) -> Fs {
         let (block_size, capacity) = (self.blocks.block_size(), self.blocks.capacity());
         self.blocks = BlockCache::with_disk(self.client.clone(), block_size, capacity, Some(disk));
+        self
+    }
+
+    /// Mounts the account whose store `client` is (an [`crate::store::AccountStore`]):
+    /// the top-level directories are its buckets.
+    pub fn with_account(mut self, account: Arc<crate::store::Account>) -> Fs {
+        self.account = Some(account);
         self
     }
 
@@ -220,6 +230,7 @@ impl Fs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             facts: xos::FactCache::new(),
+            account: None,
         }
     }
 

@@ -13,6 +13,9 @@ impl Fs {
     /// Makes a directory: a `name/` marker object carrying its attributes.
     pub async fn mkdir(&self, parent: u64, name: &str, perm: u16, uid: u32, gid: u32) -> Result<Attr, FsError> {
         let dir = self.writable_dir(parent, name)?;
+        if let Some(account) = self.account_top(parent) {
+            return self.make_bucket(account, &dir, name).await;
+        }
         let checked = Instant::now();
         if self.find_child(&dir, name).await?.is_some() {
             return Err(FsError::Exists);
@@ -71,6 +74,7 @@ impl Fs {
     /// Stores a new object `name` in `parent` in one PUT, with these attributes.
     async fn make_object(&self, parent: u64, name: &str, posix: PosixMeta, body: Bytes) -> Result<Attr, FsError> {
         let dir = self.writable_dir(parent, name)?;
+        self.refuse_at_top(parent)?;
         if self.find_child(&dir, name).await?.is_some() {
             return Err(FsError::Exists);
         }
@@ -136,7 +140,10 @@ impl Fs {
         {
             return Err(FsError::NotEmpty);
         }
-        self.client.delete_object(&prefix).await?;
+        match self.account_top(parent) {
+            Some(account) => self.remove_bucket(account, name).await?,
+            None => self.client.delete_object(&prefix).await?,
+        }
         self.inodes.unlink_child(parent, name, child.ino);
         Ok(())
     }

@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 
 use super::attr::{self, Attr, Kind, ObjectStat, PosixMeta};
+use super::buckets::bucket_of;
 use super::error::FsError;
 use super::inode::Inode;
 use super::writers::Attach;
@@ -177,6 +178,7 @@ impl Fs {
         pid: u32,
     ) -> Result<(Attr, u64), FsError> {
         let dir = self.writable_dir(parent, name)?;
+        self.refuse_at_top(parent)?;
         let now = SystemTime::now();
         let inode = self.made_here(&dir, name, Kind::File);
         inode.set_stat(ObjectStat {
@@ -300,6 +302,15 @@ impl Fs {
             _ => return Err(FsError::NotSupported),
         };
         let writer = dest.writer.clone().ok_or(FsError::BadHandle)?;
+        // A server-side copy stays within one bucket of an account mount.
+        let same_bucket = self.account.is_none()
+            || self
+                .inode(dest.ino)
+                .and_then(|dest| self.key(&dest))
+                .is_ok_and(|key| bucket_of(&key) == bucket_of(&version.key));
+        if !same_bucket {
+            return Err(FsError::NotSupported);
+        }
         if offset_in >= version.size && offset_out == writer.size() {
             return Ok(0); // the end of a copy done before
         }

@@ -26,6 +26,7 @@ impl Fs {
     ) -> Result<(), FsError> {
         let dir = self.writable_dir(parent, name)?;
         let new_dir = self.writable_dir(new_parent, new_name)?;
+        self.check_rename_between(&dir, &new_dir)?;
         let src = self.find_child(&dir, name).await?.ok_or(FsError::NotFound)?;
         let dst = self.find_child(&new_dir, new_name).await?;
         if let Some(dst) = &dst {

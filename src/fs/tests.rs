@@ -23,6 +23,12 @@ fn fixture() -> Fixture {
     let memory = MemoryStore::default();
     let faulty = Arc::new(FaultyStore::new(Arc::new(memory.clone()), 3));
     let cache = tempfile::tempdir().unwrap();
+    let fs = core_over(faulty.clone(), &cache);
+    Fixture { fs, memory, faulty, _cache: cache }
+}
+
+/// The core over `store`, staging in `cache`.
+fn core_over(store: Arc<dyn ObjectStore>, cache: &tempfile::TempDir) -> Fs {
     let cfg = FsConfig {
         prefix: String::new(),
         read_only: false,
@@ -36,12 +42,10 @@ fn fixture() -> Fixture {
         umask: 0,
         root_mode: None,
         presign_expiry: Duration::from_secs(3600),
-        all_buckets: false,
     };
     let write = Arc::new(WriteConfig::new(8 << 20, 4, 64 << 20, cache.path().to_path_buf(), 64 << 20));
     let read = ReadSettings { block_size: 1 << 20, cache_size: 16 << 20, max_prefetch: 8 << 20 };
-    let fs = Fs::new(faulty.clone(), cfg, write, UploadDefaults::default(), read);
-    Fixture { fs, memory, faulty, _cache: cache }
+    Fs::new(store, cfg, write, UploadDefaults::default(), read)
 }
 
 impl Fixture {
@@ -190,4 +194,39 @@ async fn a_name_made_elsewhere_after_the_burst_listing_shows_after_the_negative_
     assert!(f.fs.lookup(d.ino, "late").await.is_err(), "within the TTL the listing answers");
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(f.fs.lookup(d.ino, "late").await.is_ok(), "after it the store does");
+}
+
+#[tokio::test]
+async fn an_account_has_buckets_at_the_top_and_nothing_else() {
+    use crate::store::account::memory::MemoryBuckets;
+    use crate::store::{Account, AccountStore};
+    let buckets = Arc::new(MemoryBuckets::with(&["alpha"]));
+    let account = Arc::new(Account::new(buckets.clone(), Duration::from_secs(60)));
+    let cache = tempfile::tempdir().unwrap();
+    let fs = core_over(Arc::new(AccountStore::new(account.clone())), &cache).with_account(account);
+
+    let beta = fs.mkdir(ROOT_INO, "beta", 0o755, 0, 0).await.unwrap();
+    assert!(buckets.store("beta").is_some(), "mkdir at the top made a bucket");
+    let (file, fh) = fs.create(beta.ino, "f", 0o644, 0, 0, 1).await.unwrap();
+    fs.write(fh, 0, b"data".to_vec()).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert_eq!(buckets.store("beta").unwrap().object("f").unwrap().data.as_ref(), b"data");
+
+    fn errno<T>(r: Result<T, super::FsError>) -> i32 {
+        r.map(drop).unwrap_err().errno()
+    }
+    assert_eq!(errno(fs.rmdir(ROOT_INO, "beta").await), libc::ENOTEMPTY);
+    assert_eq!(errno(fs.mkdir(ROOT_INO, "No_Good", 0o755, 0, 0).await), libc::EINVAL);
+    assert_eq!(errno(fs.create(ROOT_INO, "top", 0o644, 0, 0, 1).await), libc::EPERM);
+    assert_eq!(errno(fs.rename(beta.ino, "f", ROOT_INO, "f", false).await), libc::EPERM);
+    let alpha = fs.lookup(ROOT_INO, "alpha").await.unwrap();
+    assert_eq!(errno(fs.rename(beta.ino, "f", alpha.ino, "f", false).await), libc::EXDEV);
+    let chmod = super::AttrChange { mode: Some(0o700), ..Default::default() };
+    let by = super::Changer { fh: None, pid: 1 };
+    assert_eq!(errno(fs.set_attributes(beta.ino, by, chmod).await), libc::EPERM);
+    assert!(fs.set_attributes(file.ino, by, chmod).await.is_ok(), "files in a bucket are as in a bucket mount");
+
+    fs.unlink(beta.ino, "f").await.unwrap();
+    fs.rmdir(ROOT_INO, "beta").await.unwrap();
+    assert!(buckets.store("beta").is_none(), "rmdir at the top deleted the bucket");
 }

@@ -405,7 +405,7 @@ impl Fs {
         if inode.kind != Kind::Directory {
             return Err(FsError::NotSupported);
         }
-        match self.cfg.all_buckets {
+        match self.account.is_some() {
             false if inode.ino == ROOT_INO && self.cfg.prefix.is_empty() => Ok(String::new()),
             true if inode.ino != ROOT_INO && inode.parent() == ROOT_INO => self.key(inode),
             _ => Err(FsError::NotSupported),

@@ -22,6 +22,8 @@ where
                 // 409 ConditionalRequestConflict: a conditional write raced another write.
                 (412, _) | (409, "ConditionalRequestConflict") => ErrorKind::PreconditionFailed,
                 (416, _) => ErrorKind::InvalidRange,
+                (_, "BucketAlreadyExists" | "BucketAlreadyOwnedByYou") => ErrorKind::AlreadyExists,
+                (_, "BucketNotEmpty") => ErrorKind::NotEmpty,
                 // A feature the store lacks: asking again will not add it.
                 (501, _) | (_, "NotImplemented") => ErrorKind::Rejected,
                 (429 | 503, _) | (_, "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded") => {

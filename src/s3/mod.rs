@@ -2,12 +2,14 @@
 //! and signing, and nothing of inodes. Each request is sent once; retries are
 //! [`crate::store::RetryingStore`]'s, so they can be tested against any store.
 
+mod account;
 mod deviations;
 mod error;
 mod settings;
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -32,13 +34,15 @@ use crate::store::{
     VersionPage,
 };
 
+pub use account::S3Buckets;
+
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     bucket: String,
     list_version: ListVersion,
     /// The store answered a conditional write with 501: conditions are then checked with
-    /// a HEAD right before each write instead.
-    no_conditional_writes: AtomicBool,
+    /// a HEAD right before each write instead. Learnt once for all of an account's buckets.
+    no_conditional_writes: Arc<AtomicBool>,
     /// Bodies are signed (SHA-256 of every byte, a quarter of a streamed write's CPU)
     /// only over plain HTTP: over HTTPS, TLS already guards them.
     sign_bodies: bool,
@@ -78,8 +82,19 @@ impl S3Store {
             client: aws_sdk_s3::Client::from_conf(conf),
             bucket: cfg.bucket.clone(),
             list_version: cfg.list_version,
-            no_conditional_writes: AtomicBool::new(false),
+            no_conditional_writes: Arc::new(AtomicBool::new(false)),
             sign_bodies: signs_bodies(&cfg.endpoint),
+        }
+    }
+
+    /// The same connection to another bucket.
+    fn for_bucket(&self, bucket: &str) -> S3Store {
+        S3Store {
+            client: self.client.clone(),
+            bucket: bucket.to_string(),
+            list_version: self.list_version,
+            no_conditional_writes: self.no_conditional_writes.clone(),
+            sign_bodies: self.sign_bodies,
         }
     }
 

@@ -31,6 +31,10 @@ pub enum ErrorKind {
     Interrupted,
     /// A reply that cannot be used, or a request that could not be built.
     Malformed,
+    /// 409 BucketAlreadyExists or BucketAlreadyOwnedByYou: the bucket to create exists.
+    AlreadyExists,
+    /// 409 BucketNotEmpty: the bucket to delete holds objects, versions or uploads.
+    NotEmpty,
 }
 
 impl ErrorKind {
@@ -48,6 +52,8 @@ impl ErrorKind {
             ErrorKind::Unreachable => "cannot reach the endpoint",
             ErrorKind::Interrupted => "connection interrupted",
             ErrorKind::Malformed => "unusable reply",
+            ErrorKind::AlreadyExists => "already exists",
+            ErrorKind::NotEmpty => "not empty",
         }
     }
 }

@@ -235,6 +235,8 @@ fn injected_error(kind: ErrorKind, op: &'static str, key: &str) -> ObjectError {
         ErrorKind::Throttled => (503, "SlowDown"),
         ErrorKind::ServerError => (500, "InternalError"),
         ErrorKind::Rejected => (400, "InvalidRequest"),
+        ErrorKind::AlreadyExists => (409, "BucketAlreadyOwnedByYou"),
+        ErrorKind::NotEmpty => (409, "BucketNotEmpty"),
         // Failures of the connection, not answers of the service.
         ErrorKind::Timeout | ErrorKind::Unreachable | ErrorKind::Interrupted | ErrorKind::Malformed => return error,
     };

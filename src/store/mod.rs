@@ -8,8 +8,10 @@
 //! - [`BandwidthLimit`]: wraps any store and paces its body bytes (`--max-bandwidth`);
 //! - [`MeteredStore`]: wraps any store and counts its requests into the metrics;
 //! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`);
-//! - [`AsOfStore`]: a read-only view of a versioned bucket as it was at a moment.
+//! - [`AsOfStore`]: a read-only view of a versioned bucket as it was at a moment;
+//! - [`AccountStore`]: every bucket of an account as one store of `BUCKET/KEY` keys.
 
+pub mod account;
 mod as_of;
 mod bandwidth;
 mod deletes;
@@ -29,6 +31,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::{BoxStream, StreamExt};
 
+pub use account::{Account, AccountStore, BucketSummary, Buckets};
 pub use as_of::AsOfStore;
 pub use bandwidth::{BandwidthLimit, TokenBucket};
 pub use deletes::DeleteQueue;

@@ -250,7 +250,7 @@ async fn a_file_open_when_its_writer_died_is_kept_not_published_and_its_upload_a
     assert!(f.memory.unfinished_uploads().is_empty(), "the dead writer's upload is aborted");
     let kept = f.cfg.journal.list().unwrap();
     let lines = crate::recover::lines(&kept);
-    assert!(lines[0].starts_with("open") && lines[0].contains(":big"), "{lines:?}");
+    assert!(lines[0].starts_with("open") && lines[0].contains("  big  "), "{lines:?}");
     // Published by hand, it replaces the version it was opened over.
     let line = crate::recover::publish(f.store.clone(), f.cfg.clone(), &kept[0].id).await.unwrap();
     assert!(line.starts_with("published big"), "{line}");
