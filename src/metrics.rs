@@ -47,7 +47,10 @@ pub struct Metrics {
     pub cache_hits: Counter,
     pub cache_misses: Counter,
     pub cache_evictions: Counter,
+    pub prefetch_unread_bytes: Counter,
     pub files_being_written: Gauge,
+    pub write_back_files: Gauge,
+    pub write_back_bytes: Gauge,
     pub staging_bytes: Gauge,
     pub open_handles: Gauge,
     pub inodes: Gauge,
@@ -87,6 +90,17 @@ impl Metrics {
             cache_hits: counter(&mut registry, "cache_hits", "Blocks read from the block cache or a fetch under way"),
             cache_misses: counter(&mut registry, "cache_misses", "Blocks a read had to fetch"),
             cache_evictions: counter(&mut registry, "cache_evictions", "Blocks dropped from the block cache"),
+            prefetch_unread_bytes: counter(
+                &mut registry,
+                "prefetch_unread_bytes",
+                "Read-ahead bytes dropped from the block cache without having been read",
+            ),
+            write_back_files: gauge(
+                &mut registry,
+                "write_back_files",
+                "Files closed with --write-back, not yet stored",
+            ),
+            write_back_bytes: gauge(&mut registry, "write_back_bytes", "Size of the files closed and not yet stored"),
             files_being_written: gauge(
                 &mut registry,
                 "files_being_written",
@@ -102,7 +116,28 @@ impl Metrics {
             refresh: Mutex::new(Vec::new()),
         }
     }
+}
 
+/// A file a write-back close left to upload, counted as pending while this lives.
+pub struct PendingUpload(i64);
+
+impl PendingUpload {
+    pub fn new(bytes: u64) -> PendingUpload {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        global().write_back_files.inc();
+        global().write_back_bytes.inc_by(bytes);
+        PendingUpload(bytes)
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        global().write_back_files.dec();
+        global().write_back_bytes.dec_by(self.0);
+    }
+}
+
+impl Metrics {
     /// Counts one answered (or failed) request of `op` that took `seconds`.
     pub fn request(&self, op: &str, status: Option<u16>, ok: bool, seconds: f64) {
         let status = match (ok, status) {

@@ -80,8 +80,8 @@ pub fn summary(now: &[Sample], before: Option<(&[Sample], Duration)>) -> String 
     format!(
         "requests  {requests}{requests_rate} [{}], failed {failed}, retried {}, throttled {}, mean {mean_ms:.1} ms\n\
          data      down {}B{}, up {}B{}\n\
-         cache     hits {hits}, misses {misses} ({hit_ratio:.1} % hits), evictions {}\n\
-         writing   {} file(s), staging {}B\n\
+         cache     hits {hits}, misses {misses} ({hit_ratio:.1} % hits), evictions {}, read-ahead unread {}B\n\
+         writing   {} file(s), staging {}B, write-back pending {} file(s) {}B\n\
          open      {} handle(s), {} inode(s)\n",
         ops.join(", "),
         total(now, "xosfs_retries_total"),
@@ -91,8 +91,11 @@ pub fn summary(now: &[Sample], before: Option<(&[Sample], Duration)>) -> String 
         human(total(now, "xosfs_bytes_up_total")),
         rate("xosfs_bytes_up_total"),
         total(now, "xosfs_cache_evictions_total"),
+        human(total(now, "xosfs_prefetch_unread_bytes_total")),
         total(now, "xosfs_files_being_written"),
         human(total(now, "xosfs_staging_bytes")),
+        total(now, "xosfs_write_back_files"),
+        human(total(now, "xosfs_write_back_bytes")),
         total(now, "xosfs_open_handles"),
         total(now, "xosfs_inodes"),
     )

@@ -83,8 +83,15 @@ struct Pending {
 }
 
 struct Lru {
-    blocks: LruCache<BlockId, Bytes>,
+    blocks: LruCache<BlockId, Cached>,
     bytes: u64,
+}
+
+struct Cached {
+    data: Bytes,
+    /// Fetched ahead of the reader and not read since: counted as wasted read-ahead if
+    /// evicted so.
+    unread_ahead: bool,
 }
 
 /// The fetches [`BlockCache::prefetch`] started; `complete` is false when the budget
@@ -102,6 +109,8 @@ pub struct CacheUsage {
     pub blocks: usize,
     /// Blocks being fetched.
     pub pending: usize,
+    /// Read-ahead bytes evicted without having been read.
+    pub unread_ahead: u64,
 }
 
 pub struct BlockCache {
@@ -116,6 +125,7 @@ pub struct BlockCache {
     reserved: AtomicU64,
     pending: DashMap<BlockId, Pending>,
     next_fetch: AtomicU64,
+    unread_ahead: AtomicU64,
 }
 
 impl BlockCache {
@@ -139,6 +149,7 @@ impl BlockCache {
             reserved: AtomicU64::new(0),
             pending: DashMap::new(),
             next_fetch: AtomicU64::new(1),
+            unread_ahead: AtomicU64::new(0),
         })
     }
 
@@ -162,6 +173,7 @@ impl BlockCache {
             reserved: self.reserved.load(Ordering::Relaxed),
             blocks: lru.blocks.len(),
             pending: self.pending.len(),
+            unread_ahead: self.unread_ahead.load(Ordering::Relaxed),
         }
     }
 
@@ -201,7 +213,10 @@ impl BlockCache {
                 }
             };
             match data.await {
-                Ok(data) => return Ok(data),
+                Ok(data) => {
+                    self.mark_read(&id);
+                    return Ok(data);
+                }
                 Err(FetchError::Object(e)) => return Err(e),
                 Err(FetchError::Cancelled) => {
                     self.pending.remove_if(&id, |_, p| p.fetch == fetch);
@@ -265,7 +280,17 @@ impl BlockCache {
     }
 
     fn cached(&self, id: &BlockId) -> Option<Bytes> {
-        self.lru.lock().blocks.get(id).cloned()
+        self.lru.lock().blocks.get_mut(id).map(|block| {
+            block.unread_ahead = false;
+            block.data.clone()
+        })
+    }
+
+    /// A reader got the block from its fetch: it was not fetched in vain.
+    fn mark_read(&self, id: &BlockId) {
+        if let Some(block) = self.lru.lock().blocks.peek_mut(id) {
+            block.unread_ahead = false;
+        }
     }
 
     fn contains(&self, id: &BlockId) -> bool {
@@ -287,8 +312,14 @@ impl BlockCache {
         let reserved = self.reserved.load(Ordering::Acquire);
         while lru.bytes + reserved > self.capacity && lru.blocks.len() > 1 {
             if let Some((_, evicted)) = lru.blocks.pop_lru() {
-                lru.bytes -= evicted.len() as u64;
-                crate::metrics::global().cache_evictions.inc();
+                let len = evicted.data.len() as u64;
+                lru.bytes -= len;
+                let metrics = crate::metrics::global();
+                metrics.cache_evictions.inc();
+                if evicted.unread_ahead {
+                    self.unread_ahead.fetch_add(len, Ordering::Relaxed);
+                    metrics.prefetch_unread_bytes.inc_by(len);
+                }
             }
         }
     }
@@ -297,13 +328,13 @@ impl BlockCache {
         self.reserved.fetch_sub(bytes, Ordering::AcqRel);
     }
 
-    /// Adds a fetched block, evicting the least recently used ones until the blocks held
-    /// and the bytes reserved fit the capacity again.
-    fn insert(&self, id: BlockId, data: Bytes) {
+    /// Adds a fetched block (`ahead`: by read-ahead), evicting the least recently used
+    /// ones until the blocks held and the bytes reserved fit the capacity again.
+    fn insert(&self, id: BlockId, data: Bytes, ahead: bool) {
         let mut lru = self.lru.lock();
         lru.bytes += data.len() as u64;
-        if let Some(old) = lru.blocks.put(id, data) {
-            lru.bytes -= old.len() as u64;
+        if let Some(old) = lru.blocks.put(id, Cached { data, unread_ahead: ahead }) {
+            lru.bytes -= old.data.len() as u64;
         }
         self.evict(&mut lru);
     }
@@ -452,7 +483,8 @@ impl Run {
             reservation.bytes -= len;
             self.cache.release(len);
         }
-        self.cache.insert(id.clone(), data.clone());
+        // Read-ahead runs hold a reservation; a reader's own fetch does not.
+        self.cache.insert(id.clone(), data.clone(), self.reservation.is_some());
         self.cache.pending.remove_if(&id, |_, p| p.fetch == self.fetch);
         if let Some(sender) = self.senders.pop_front() {
             let _ = sender.send(Ok(data));

@@ -99,6 +99,23 @@ async fn least_recently_used_blocks_are_evicted_within_the_budget() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_ahead_evicted_unread_is_counted_as_wasted() {
+    let f = fixture().await;
+    let block = 64 << 10;
+    let (_, object) = f.put("ahead", 16 * block as usize, 2).await;
+    let cache = BlockCache::new(f.client.clone(), block, 8 * block);
+    cache.prefetch(&object, 0..4);
+    assert!(f.eventually(|_| cache.usage().pending == 0 && cache.usage().blocks == 4).await);
+    // Two of the four blocks fetched ahead are read; then eight others push all four out.
+    cache.block(&object, 0).await.unwrap();
+    assert!(cache.get_cached(&object, 1).is_some());
+    for i in 8..16 {
+        cache.block(&object, i).await.unwrap();
+    }
+    assert_eq!(cache.usage().unread_ahead, 2 * block, "blocks 2 and 3 were fetched in vain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_object_is_never_served_from_old_blocks() {
     let f = fixture().await;
     let (old_data, old) = f.put("video.mp4", 3 * MIB as usize, 2).await;

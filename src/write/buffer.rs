@@ -1093,7 +1093,8 @@ impl WriteBuffer {
         let _slot = match self.state {
             State::Closed => {
                 self.shown.freeze(self.frozen());
-                Some(self.cfg.upload_slot().await)
+                let pending = crate::metrics::PendingUpload::new(self.size);
+                Some((pending, self.cfg.upload_slot().await))
             }
             _ => None,
         };
