@@ -72,6 +72,17 @@ fn the_account_is_listed_and_buckets_are_made_used_and_removed() {
     assert!(mv.unwrap().success());
     assert_eq!(stored_in(&server, "photos", "a.txt").as_deref(), Some(&b"alpha"[..]));
     assert_eq!(stored_in(&server, BUCKET, "docs/a.txt"), None);
+
+    // tar into a bucket's directory sets its times and owner too ("."): they are kept for
+    // as long as the mount, as the directory has no object.
+    let (src, _) = common::local_tree();
+    let tar = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("tar cf - -C {}/tree . | tar xf - -C {}/photos", src.path().display(), m.path().display()))
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
+    assert_eq!(stored_in(&server, "photos", "sub/b.bin").map(|b| b.len()), Some(200_000));
 }
 
 #[test]

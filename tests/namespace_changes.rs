@@ -170,6 +170,16 @@ fn tools_that_rename_work() {
     let tar = std::process::Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(m.path()).output().unwrap();
     assert!(tar.status.success(), "tar: {}", String::from_utf8_lossy(&tar.stderr));
     assert_eq!(server.stored("tree/a.txt").unwrap(), b"alpha");
+    // Into the mount root itself, whose mode and times rsync sets too: the bucket's root
+    // has no object, so they are kept for as long as the mount.
+    let into_root = std::process::Command::new("rsync")
+        .arg("-a")
+        .arg(src.path().join("tree/"))
+        .arg(format!("{}/", m.path().display()))
+        .output()
+        .unwrap();
+    assert!(into_root.status.success(), "rsync: {}", String::from_utf8_lossy(&into_root.stderr));
+    assert_eq!(server.stored("a.txt").unwrap(), b"alpha");
 }
 
 #[test]

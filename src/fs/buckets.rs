@@ -27,11 +27,14 @@ impl Fs {
         }
     }
 
-    /// A bucket's root (or the top) has no object of its own to keep attributes in.
-    pub(super) fn refuse_bucket_root(&self, inode: &Inode) -> Result<(), FsError> {
-        match self.account.is_some() && (inode.ino == ROOT_INO || inode.parent() == ROOT_INO) {
-            true => Err(FsError::AccountTop("a bucket's own attributes cannot be changed")),
-            false => Ok(()),
+    /// Whether `inode` is a bucket's root directory, which has no object of its own to
+    /// keep attributes in: the root of a bucket mount (not of a prefix, which has its
+    /// marker), a bucket's directory of an account mount, or the account's top.
+    pub(super) fn is_bucket_root(&self, inode: &Inode) -> bool {
+        let top = inode.ino == ROOT_INO;
+        match self.account {
+            Some(_) => top || inode.parent() == ROOT_INO,
+            None => top && self.cfg.prefix.is_empty(),
         }
     }
 

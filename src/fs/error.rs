@@ -44,6 +44,8 @@ pub enum FsError {
     AccountTop(&'static str),
     #[error("'{0}' is not a valid bucket name: {1}")]
     InvalidBucketName(String, &'static str),
+    #[error("a bucket's root directory has no object to keep extended attributes in")]
+    BucketRoot,
     #[error("between buckets: renames and server-side copies stay within one bucket")]
     CrossBucket,
     #[error("the store refused the value: {0}")]
@@ -88,6 +90,7 @@ impl FsError {
             FsError::AttributesTooBig => libc::E2BIG,
             FsError::PermissionDenied | FsError::AccountTop(_) => libc::EPERM,
             FsError::InvalidBucketName(..) => libc::EINVAL,
+            FsError::BucketRoot => libc::ENOTSUP,
             // As between two mounts: mv copies the bytes and removes the source itself.
             FsError::CrossBucket => libc::EXDEV,
             // A read's failure, not a missing name: read(2) has no ENOENT.

@@ -56,6 +56,9 @@ impl Fs {
         // uploaded already, so the attributes then go on the stored object.
         let by_writer = match self.writer_of(ino) {
             Some(writer) => unless_closed(writer.set_meta(meta).await)?,
+            // No object to keep them in: they hold for as long as the mount (so that tar,
+            // rsync -a and cp -a into the mount root succeed).
+            None if self.is_bucket_root(&inode) => Some(()),
             None => None,
         };
         match by_writer {
@@ -149,7 +152,9 @@ impl Fs {
         inode: &Inode,
         edit: impl FnOnce(&mut ObjectInfo) -> Result<(), FsError>,
     ) -> Result<(), FsError> {
-        self.refuse_bucket_root(inode)?;
+        if self.is_bucket_root(inode) {
+            return Err(FsError::BucketRoot);
+        }
         let key = self.key(inode)?;
         // A copy keeps the tags but gets no ACL: the object's is asked for with the HEAD.
         let (info, kept) = tokio::join!(self.stored_info(inode), self.kept(&key, false));
