@@ -9,6 +9,8 @@
 //! - [`MeteredStore`]: wraps any store and counts its requests into the metrics;
 //! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`);
 //! - [`AsOfStore`]: a read-only view of a versioned bucket as it was at a moment.
+//!
+//! The wrappers implement `StoreLayer` (layer.rs): each writes only the requests it changes.
 
 mod as_of;
 mod bandwidth;
@@ -16,6 +18,7 @@ mod deletes;
 mod error;
 mod etag;
 mod faults;
+mod layer;
 mod memory;
 mod metered;
 mod retry;
@@ -35,6 +38,7 @@ pub use deletes::DeleteQueue;
 pub use error::{ErrorKind, ObjectError};
 pub use etag::{multipart_etag, put_etag, same_etag};
 pub use faults::{Fault, FaultRule, FaultyStore};
+use layer::StoreLayer;
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use retry::{RetryPolicy, RetryingStore};
