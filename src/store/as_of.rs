@@ -1,6 +1,8 @@
 //! The bucket as it was at a moment (`--version-at`): for each key, the newest version
 //! stored at or before it, hidden when that is a delete marker; reads and HEADs ask for
-//! that version id. Built once from ListObjectVersions; read-only.
+//! that version id. Built once from ListObjectVersions; read-only. Tags and ACLs are the
+//! object's as it is now (XOS keeps tags per version, but a view of the past asks for the
+//! current ones).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -14,7 +16,7 @@ use tracing::info;
 use super::memory::list_sorted;
 use super::{
     same_etag, BucketSetting, CompletedPart, ErrorKind, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore,
-    ObjectSummary, ObjectVersion, Precondition, PutOptions, Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
+    ObjectSummary, ObjectVersion, Precondition, PutOptions, Tags, UploadMarker, UploadPage,
 };
 
 pub struct AsOfStore {
@@ -66,9 +68,9 @@ fn read_only(op: &'static str, key: &str) -> ObjectError {
 }
 
 #[async_trait]
-impl ObjectStore for AsOfStore {
-    async fn head_bucket(&self) -> Result<(), ObjectError> {
-        self.inner.head_bucket().await
+impl super::StoreLayer for AsOfStore {
+    fn inner(&self) -> &dyn ObjectStore {
+        &*self.inner
     }
 
     async fn list(
@@ -175,19 +177,8 @@ impl ObjectStore for AsOfStore {
         Ok(UploadPage::default())
     }
 
-    /// The tags of the object as it is now (XOS keeps tags per version, but a view of the
-    /// past asks for the current ones).
-    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
-        self.inner.get_tags(key).await
-    }
-
     async fn put_tags(&self, key: &str, _: &Tags) -> Result<(), ObjectError> {
         Err(read_only("PutObjectTagging", key))
-    }
-
-    /// The ACL of the object as it is now.
-    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
-        self.inner.get_acl(key).await
     }
 
     async fn put_acl(&self, key: &str, _: &str) -> Result<(), ObjectError> {
@@ -201,32 +192,6 @@ impl ObjectStore for AsOfStore {
             None => &self.version("GetObject", key)?.version_id,
         };
         self.inner.presign_get(key, Some(shown), expires).await
-    }
-
-    async fn list_versions(
-        &self,
-        prefix: &str,
-        after: Option<VersionMarker>,
-        max_keys: i32,
-    ) -> Result<VersionPage, ObjectError> {
-        self.inner.list_versions(prefix, after, max_keys).await
-    }
-
-    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
-        self.inner.head_version(key, version_id).await
-    }
-
-    async fn get_version_stream(
-        &self,
-        key: &str,
-        version_id: &str,
-        range: Range<u64>,
-    ) -> Result<ObjectBody, ObjectError> {
-        self.inner.get_version_stream(key, version_id, range).await
-    }
-
-    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.inner.get_bucket_setting(root, which).await
     }
 
     async fn put_bucket_setting(&self, _: &str, _: BucketSetting, _: &str) -> Result<(), ObjectError> {

@@ -14,10 +14,7 @@ use parking_lot::Mutex;
 // Tokio's clock: the same as the system's, except in tests with time paused.
 use tokio::time::Instant;
 
-use super::{
-    BucketSetting, CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
-    Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
-};
+use super::{CompletedPart, ObjectBody, ObjectError, ObjectStore, Precondition, PutOptions};
 
 /// Bytes per second that may pass, on average; a burst of at most a tenth of a second's
 /// worth goes at once after a pause.
@@ -88,23 +85,9 @@ impl BandwidthLimit {
 }
 
 #[async_trait]
-impl ObjectStore for BandwidthLimit {
-    async fn head_bucket(&self) -> Result<(), ObjectError> {
-        self.inner.head_bucket().await
-    }
-
-    async fn list(
-        &self,
-        prefix: &str,
-        delimiter: Option<&str>,
-        continuation: Option<String>,
-        max_keys: i32,
-    ) -> Result<ListPage, ObjectError> {
-        self.inner.list(prefix, delimiter, continuation, max_keys).await
-    }
-
-    async fn head_object(&self, key: &str) -> Result<ObjectInfo, ObjectError> {
-        self.inner.head_object(key).await
+impl super::StoreLayer for BandwidthLimit {
+    fn inner(&self) -> &dyn ObjectStore {
+        &*self.inner
     }
 
     async fn get_stream(&self, key: &str, range: Range<u64>, etag: Option<&str>) -> Result<ObjectBody, ObjectError> {
@@ -123,28 +106,6 @@ impl ObjectStore for BandwidthLimit {
         self.inner.put_object_if(key, body, opts, condition).await
     }
 
-    async fn copy_object(
-        &self,
-        source: &str,
-        etag: Option<&str>,
-        key: &str,
-        opts: Option<&PutOptions>,
-    ) -> Result<Option<String>, ObjectError> {
-        self.inner.copy_object(source, etag, key, opts).await
-    }
-
-    async fn delete_object(&self, key: &str) -> Result<(), ObjectError> {
-        self.inner.delete_object(key).await
-    }
-
-    async fn delete_objects(&self, keys: &[String]) -> Result<Vec<(String, String)>, ObjectError> {
-        self.inner.delete_objects(keys).await
-    }
-
-    async fn create_multipart_upload(&self, key: &str, opts: &PutOptions) -> Result<String, ObjectError> {
-        self.inner.create_multipart_upload(key, opts).await
-    }
-
     async fn upload_part(
         &self,
         key: &str,
@@ -156,74 +117,6 @@ impl ObjectStore for BandwidthLimit {
         self.inner.upload_part(key, upload_id, number, body).await
     }
 
-    async fn upload_part_copy(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        source_key: &str,
-        source_etag: &str,
-        range: Range<u64>,
-    ) -> Result<CompletedPart, ObjectError> {
-        self.inner.upload_part_copy(key, upload_id, number, source_key, source_etag, range).await
-    }
-
-    async fn complete_multipart_upload_if(
-        &self,
-        key: &str,
-        upload_id: &str,
-        parts: &[CompletedPart],
-        condition: &Precondition,
-    ) -> Result<Option<String>, ObjectError> {
-        self.inner.complete_multipart_upload_if(key, upload_id, parts, condition).await
-    }
-
-    async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
-        self.inner.abort_multipart_upload(key, upload_id).await
-    }
-
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-        after: Option<UploadMarker>,
-        max_uploads: i32,
-    ) -> Result<UploadPage, ObjectError> {
-        self.inner.list_multipart_uploads(prefix, after, max_uploads).await
-    }
-
-    async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
-        self.inner.get_tags(key).await
-    }
-
-    async fn put_tags(&self, key: &str, tags: &Tags) -> Result<(), ObjectError> {
-        self.inner.put_tags(key, tags).await
-    }
-
-    async fn get_acl(&self, key: &str) -> Result<String, ObjectError> {
-        self.inner.get_acl(key).await
-    }
-
-    async fn put_acl(&self, key: &str, canned: &str) -> Result<(), ObjectError> {
-        self.inner.put_acl(key, canned).await
-    }
-
-    async fn presign_get(&self, key: &str, version_id: Option<&str>, expires: Duration) -> Result<String, ObjectError> {
-        self.inner.presign_get(key, version_id, expires).await
-    }
-
-    async fn list_versions(
-        &self,
-        prefix: &str,
-        after: Option<VersionMarker>,
-        max_keys: i32,
-    ) -> Result<VersionPage, ObjectError> {
-        self.inner.list_versions(prefix, after, max_keys).await
-    }
-
-    async fn head_version(&self, key: &str, version_id: &str) -> Result<ObjectInfo, ObjectError> {
-        self.inner.head_version(key, version_id).await
-    }
-
     async fn get_version_stream(
         &self,
         key: &str,
@@ -232,18 +125,6 @@ impl ObjectStore for BandwidthLimit {
     ) -> Result<ObjectBody, ObjectError> {
         let body = self.inner.get_version_stream(key, version_id, range).await?;
         Ok(self.paced(body))
-    }
-
-    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.inner.get_bucket_setting(root, which).await
-    }
-
-    async fn put_bucket_setting(&self, root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
-        self.inner.put_bucket_setting(root, which, value).await
-    }
-
-    async fn delete_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<(), ObjectError> {
-        self.inner.delete_bucket_setting(root, which).await
     }
 }
 

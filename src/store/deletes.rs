@@ -21,8 +21,8 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, error, warn};
 
 use super::{
-    BucketSetting, CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions,
-    Tags, UploadMarker, UploadPage, VersionMarker, VersionPage,
+    CompletedPart, ListPage, ObjectBody, ObjectError, ObjectInfo, ObjectStore, Precondition, PutOptions, Tags,
+    VersionMarker, VersionPage,
 };
 
 /// Keys per DeleteObjects request: the most S3 and XOS take.
@@ -144,9 +144,9 @@ impl Drop for DeleteQueue {
 }
 
 #[async_trait]
-impl ObjectStore for DeleteQueue {
-    async fn head_bucket(&self) -> Result<(), ObjectError> {
-        self.inner.head_bucket().await
+impl super::StoreLayer for DeleteQueue {
+    fn inner(&self) -> &dyn ObjectStore {
+        &*self.inner
     }
 
     async fn list(
@@ -205,23 +205,9 @@ impl ObjectStore for DeleteQueue {
         Ok(())
     }
 
-    async fn delete_objects(&self, keys: &[String]) -> Result<Vec<(String, String)>, ObjectError> {
-        self.inner.delete_objects(keys).await
-    }
-
     async fn create_multipart_upload(&self, key: &str, opts: &PutOptions) -> Result<String, ObjectError> {
         self.settled(key).await;
         self.inner.create_multipart_upload(key, opts).await
-    }
-
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload_id: &str,
-        number: i32,
-        body: Bytes,
-    ) -> Result<CompletedPart, ObjectError> {
-        self.inner.upload_part(key, upload_id, number, body).await
     }
 
     async fn upload_part_copy(
@@ -246,19 +232,6 @@ impl ObjectStore for DeleteQueue {
     ) -> Result<Option<String>, ObjectError> {
         self.settled(key).await;
         self.inner.complete_multipart_upload_if(key, upload_id, parts, condition).await
-    }
-
-    async fn abort_multipart_upload(&self, key: &str, upload_id: &str) -> Result<(), ObjectError> {
-        self.inner.abort_multipart_upload(key, upload_id).await
-    }
-
-    async fn list_multipart_uploads(
-        &self,
-        prefix: &str,
-        after: Option<UploadMarker>,
-        max_uploads: i32,
-    ) -> Result<UploadPage, ObjectError> {
-        self.inner.list_multipart_uploads(prefix, after, max_uploads).await
     }
 
     async fn get_tags(&self, key: &str) -> Result<Tags, ObjectError> {
@@ -309,18 +282,6 @@ impl ObjectStore for DeleteQueue {
     ) -> Result<ObjectBody, ObjectError> {
         self.settled(key).await;
         self.inner.get_version_stream(key, version_id, range).await
-    }
-
-    async fn get_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<Option<String>, ObjectError> {
-        self.inner.get_bucket_setting(root, which).await
-    }
-
-    async fn put_bucket_setting(&self, root: &str, which: BucketSetting, value: &str) -> Result<(), ObjectError> {
-        self.inner.put_bucket_setting(root, which, value).await
-    }
-
-    async fn delete_bucket_setting(&self, root: &str, which: BucketSetting) -> Result<(), ObjectError> {
-        self.inner.delete_bucket_setting(root, which).await
     }
 }
 

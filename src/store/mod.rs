@@ -10,6 +10,8 @@
 //! - [`DeleteQueue`]: wraps any store and sends its deletes in batches (`--write-back`);
 //! - [`AsOfStore`]: a read-only view of a versioned bucket as it was at a moment;
 //! - [`AccountStore`]: every bucket of an account as one store of `BUCKET/KEY` keys.
+//!
+//! The wrappers implement `StoreLayer` (layer.rs): each writes only the requests it changes.
 
 pub mod account;
 mod as_of;
@@ -18,6 +20,7 @@ mod deletes;
 mod error;
 mod etag;
 mod faults;
+mod layer;
 mod memory;
 mod metered;
 mod retry;
@@ -38,6 +41,7 @@ pub use deletes::DeleteQueue;
 pub use error::{ErrorKind, ObjectError};
 pub use etag::{multipart_etag, put_etag, same_etag};
 pub use faults::{Fault, FaultRule, FaultyStore};
+use layer::StoreLayer;
 pub use memory::MemoryStore;
 pub use metered::MeteredStore;
 pub use retry::{RetryPolicy, RetryingStore};
