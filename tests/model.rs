@@ -6,7 +6,7 @@
 //! says what a program must see (names, sizes, bytes, modes, xattrs) and what the store
 //! must hold, and both are checked.
 //!
-//! `XOSFS_MODEL_CASES=N` runs N sequences per configuration (default 300 each, so 600 in
+//! `XOSFS_MODEL_CASES=N` runs N sequences per configuration (default 300 each, so 900 in
 //! CI); failing sequences proptest finds are kept in `tests/model.proptest-regressions`
 //! and replayed first on every run.
 //!
@@ -15,7 +15,13 @@
 //! - descriptors writing one file share its content, as on a disk; the file is stored
 //!   when one that wrote data is closed, and at the last close;
 //! - a reader opened before the file changed may keep reading the version it opened,
-//!   see the new one, or get EIO, never a mix.
+//!   see the new one, or get EIO, never a mix;
+//! - with `--write-back`, what a program sees is the same, and the store reaches what the
+//!   model says once the uploads and deletes queued have been sent. A close after data
+//!   makes the file durable in the journal; the store gets it at the file's last close,
+//!   at fsync, or before the next change through another descriptor. An upload the store
+//!   refuses is not reported to the close (it returned already), and the name then shows
+//!   what the store has.
 
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
@@ -28,7 +34,9 @@ use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 
 use xosfs::config::{FsConfig, ReadSettings};
 use xosfs::fs::{AttrChange, Changer, Fs, UploadDefaults, ROOT_INO};
-use xosfs::store::{ErrorKind, Fault, FaultRule, FaultyStore, MemoryStore, ObjectStore, RetryPolicy, RetryingStore};
+use xosfs::store::{
+    DeleteQueue, ErrorKind, Fault, FaultRule, FaultyStore, MemoryStore, ObjectStore, RetryPolicy, RetryingStore,
+};
 use xosfs::write::WriteConfig;
 use xosfs_testserver::pseudo_random_bytes;
 
@@ -165,6 +173,9 @@ struct MFile {
     linked: bool,
     /// Its writer holds changes the store does not have (a new or truncated file counts).
     dirty: bool,
+    /// A write-back close made these changes durable in the journal: they are stored
+    /// before any further change.
+    committed: bool,
 }
 
 /// What the store must hold for a key.
@@ -220,7 +231,7 @@ impl Model {
     }
 
     fn new_file(&mut self, content: Vec<u8>, mode: u16, xattr: Option<Vec<u8>>) -> usize {
-        self.files.push(MFile { content, mode, xattr, linked: true, dirty: false });
+        self.files.push(MFile { content, mode, xattr, linked: true, dirty: false, committed: false });
         self.files.len() - 1
     }
 
@@ -241,9 +252,26 @@ impl Model {
         }
     }
 
+    /// A change through the file's writer: what a write-back close promised is stored first.
+    fn settle_commit(&mut self, file: usize) {
+        if self.files[file].committed {
+            self.publish(file);
+        }
+    }
+
+    /// A close after data through a descriptor of a file still open for writing: with
+    /// write-back the file is durable in the journal until a later store, else stored.
+    fn close_after_data(&mut self, file: usize, write_back: bool) {
+        match write_back {
+            true => self.files[file].committed = true,
+            false => self.publish(file),
+        }
+    }
+
     /// The file's writer stored it (when it still has a name).
     fn publish(&mut self, file: usize) {
         self.files[file].dirty = false;
+        self.files[file].committed = false;
         if self.files[file].linked {
             self.readers_follow(file);
         }
@@ -258,6 +286,7 @@ impl Model {
     fn unlink(&mut self, name: &str) {
         if let Some(file) = self.names.remove(name) {
             self.files[file].linked = false;
+            self.files[file].committed = false;
             for h in self.handles.iter_mut().filter(|h| h.file == file) {
                 h.changed_under = true;
             }
@@ -269,6 +298,8 @@ struct World {
     fs: Arc<Fs>,
     memory: MemoryStore,
     faulty: Arc<FaultyStore>,
+    write: Arc<WriteConfig>,
+    write_back: bool,
     _cache: tempfile::TempDir,
     /// Kernel references per inode, as lookup and create hand them out.
     lookups: HashMap<u64, u64>,
@@ -314,11 +345,17 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
 }
 
-fn world(ttl: Duration) -> World {
+/// The core over the in-memory store, as a mount with `--write-back` (deletes queued in
+/// batches too) or without; called on the runtime, which the delete queue's task runs on.
+fn world(ttl: Duration, write_back: bool) -> World {
     let memory = MemoryStore::with_min_part_size(1024);
     let faulty = Arc::new(FaultyStore::new(Arc::new(memory.clone()), 1));
     let policy = RetryPolicy { retries: 5, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
     let store: Arc<dyn ObjectStore> = Arc::new(RetryingStore::new(faulty.clone(), policy));
+    let store: Arc<dyn ObjectStore> = match write_back {
+        true => Arc::new(DeleteQueue::new(store)),
+        false => store,
+    };
     let cache = tempfile::tempdir().unwrap();
     let cfg = FsConfig {
         prefix: String::new(),
@@ -334,13 +371,29 @@ fn world(ttl: Duration) -> World {
         root_mode: None,
         presign_expiry: Duration::from_secs(3600),
     };
-    let write = Arc::new(WriteConfig::new(PART, 4, 8 << 20, cache.path().to_path_buf(), 64 << 20));
+    let write =
+        Arc::new(WriteConfig::new(PART, 4, 8 << 20, cache.path().to_path_buf(), 64 << 20).with_write_back(write_back));
     let read = ReadSettings { block_size: 4096, cache_size: 1 << 20, max_prefetch: 64 << 10 };
-    let fs = Arc::new(Fs::new(store, cfg, write, UploadDefaults::default(), read));
-    World { fs, memory, faulty, _cache: cache, lookups: HashMap::new() }
+    let fs = Arc::new(Fs::new(store, cfg, write.clone(), UploadDefaults::default(), read));
+    World { fs, memory, faulty, write, write_back, _cache: cache, lookups: HashMap::new() }
 }
 
 impl World {
+    /// Waits until no writer is left but those of files open for writing (write-back
+    /// closes have uploaded, or failed to).
+    async fn settle_writers(&self, m: &Model) -> Result<(), String> {
+        let mut open: Vec<usize> = m.handles.iter().filter(|h| h.writes()).map(|h| h.file).collect();
+        open.sort_unstable();
+        open.dedup();
+        for _ in 0..1000 {
+            if self.write.active_writers() <= open.len() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err(format!("{} writers still running, {} files open for writing", self.write.active_writers(), open.len()))
+    }
+
     async fn lookup(&mut self, name: &str) -> Result<xosfs::fs::Attr, i32> {
         match self.fs.lookup(ROOT_INO, name).await {
             Ok(attr) => {
@@ -384,6 +437,9 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
                     let opened =
                         w.fs.open(attr.ino, writes, truncate, false, pid).await.map_err(|e| format!("open: {e}"))?;
                     let joined = m.writer_of(file).is_some();
+                    if truncate && !m.files[file].content.is_empty() {
+                        m.settle_commit(file);
+                    }
                     let f = &mut m.files[file];
                     // A new writer over O_TRUNC starts empty; a joined one is truncated
                     // like a file (a change only when there was content).
@@ -422,6 +478,7 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             let data = pseudo_random_bytes(len as usize, seed);
             let written =
                 w.fs.write(m.handles[h].fh, offset as u64, data.clone()).await.map_err(|e| format!("write: {e}"))?;
+            m.settle_commit(file);
             if written as usize != data.len() {
                 return Err(format!("short write {written} of {}", data.len()));
             }
@@ -469,6 +526,7 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             w.fs.set_size(m.handles[h].ino, by, u64::from(size)).await.map_err(|e| format!("ftruncate: {e}"))?;
             m.handles[h].changed = true;
             if m.files[file].content.len() != size as usize {
+                m.settle_commit(file);
                 m.files[file].content.resize(size as usize, 0);
                 m.files[file].dirty = true;
             }
@@ -479,6 +537,9 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             let attr = w.lookup(name).await.map_err(|e| format!("lookup {name}: errno {e}"))?;
             w.fs.set_size(attr.ino, by_path(), u64::from(size)).await.map_err(|e| format!("truncate: {e}"))?;
             let changed = m.files[file].content.len() != size as usize;
+            if changed {
+                m.settle_commit(file);
+            }
             m.files[file].content.resize(size as usize, 0);
             match m.writer_of(file) {
                 // Through the open writer: stored when it publishes.
@@ -510,7 +571,7 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             w.fs.flush(m.handles[h].fh, pid).await.map_err(|e| format!("flush: {e}"))?;
             let file = m.handles[h].file;
             if m.handles[h].writes() && !other_process && m.handles[h].changed && m.files[file].dirty {
-                m.publish(file);
+                m.close_after_data(file, w.write_back);
             }
         }
         Op::Close { h } if nh > 0 => close(w, m, h % nh).await?,
@@ -529,8 +590,21 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             let fh = handle.fh;
             let flushed = w.fs.flush(fh, pid).await;
             let released = w.fs.release(fh).await;
-            w.faulty.clear();
             let handle = m.handles.remove(h);
+            if w.write_back {
+                // close(2) returned once the journal had the file; the upload after it is
+                // refused, and the file kept for `xosfs recover`. (No program sees what
+                // release answers: a file that got no data until its last close is stored
+                // by the release itself.)
+                flushed.map_err(|e| format!("write-back close: {e}"))?;
+                drop(released);
+                let settled = w.settle_writers(m).await;
+                w.faulty.clear();
+                settled?;
+                revert_to_store(m, handle.file, &name);
+                return Ok(());
+            }
+            w.faulty.clear();
             // The close reports the failure (at flush when data was written, else at release).
             if flushed.is_ok() && released.is_ok() {
                 return Err("a refused upload was reported as a successful close".into());
@@ -579,6 +653,9 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             let attr = w.lookup(name).await.map_err(|e| format!("lookup {name}: errno {e}"))?;
             let change = AttrChange { mode: Some(mode), ..AttrChange::default() };
             w.fs.set_attributes(attr.ino, by_path(), change).await.map_err(|e| format!("chmod: {e}"))?;
+            if m.writer_of(file).is_some() {
+                m.settle_commit(file);
+            }
             m.files[file].mode = mode;
             match m.writer_of(file) {
                 Some(_) => m.files[file].dirty = true,
@@ -597,6 +674,9 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             w.fs.change_xattr(attr.ino, XATTR, Some(&[value]), false, false)
                 .await
                 .map_err(|e| format!("setxattr: {e}"))?;
+            if m.writer_of(file).is_some() {
+                m.settle_commit(file);
+            }
             m.files[file].xattr = Some(vec![value]);
             match m.writer_of(file) {
                 // Stored with the writer's upload.
@@ -638,7 +718,8 @@ async fn step(w: &mut World, m: &mut Model, op: &Op) -> Result<(), String> {
             m.stored.insert(name.to_string(), MStored { content: data.clone(), mode: None, xattr: None });
             match m.names.get(name).copied() {
                 Some(file) => {
-                    m.files[file] = MFile { content: data, mode: 0o644, xattr: None, linked: true, dirty: false };
+                    m.files[file] =
+                        MFile { content: data, mode: 0o644, xattr: None, linked: true, dirty: false, committed: false };
                     m.changed_elsewhere(file);
                 }
                 None => {
@@ -668,10 +749,13 @@ async fn close(w: &mut World, m: &mut Model, h: usize) -> Result<(), String> {
     if !handle.writes() {
         return Ok(());
     }
-    // A close after data stores the file; so does the last writer's release.
+    // A close after data stores the file (with write-back, makes it durable for a later
+    // store); the last writer's release stores it.
     let last = m.writer_of(file).is_none();
-    if m.files[file].dirty && (handle.changed || last) {
+    if m.files[file].dirty && last {
         m.publish(file);
+    } else if m.files[file].dirty && handle.changed {
+        m.close_after_data(file, w.write_back);
     }
     if let Some(name) = m.name_of(file).filter(|_| last) {
         // What another client did meanwhile shows from now on.
@@ -742,6 +826,18 @@ async fn check(w: &mut World, m: &Model) -> Result<(), String> {
             ));
         }
     }
+    // With write-back the store gets there once what was queued has been sent.
+    for _ in 0..400 {
+        match check_store(w, m) {
+            Err(_) if w.write_back => tokio::time::sleep(Duration::from_millis(5)).await,
+            other => return other,
+        }
+    }
+    check_store(w, m)
+}
+
+/// What the store holds, against the model.
+fn check_store(w: &World, m: &Model) -> Result<(), String> {
     let keys = w.memory.keys();
     let expected: Vec<&String> = m.stored.keys().collect();
     if keys.iter().collect::<Vec<_>>() != expected {
@@ -784,8 +880,8 @@ fn xosfs_xattr(meta: &HashMap<String, String>) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD.decode(map.get(XATTR)?).ok()
 }
 
-async fn run(ttl: Duration, ops: &[Op]) -> Result<(), String> {
-    let mut w = world(ttl);
+async fn run(ttl: Duration, write_back: bool, ops: &[Op]) -> Result<(), String> {
+    let mut w = world(ttl, write_back);
     let mut m = Model::default();
     for (i, op) in ops.iter().enumerate() {
         step(&mut w, &mut m, op).await.map_err(|e| format!("step {i} {op:?}: {e}"))?;
@@ -816,14 +912,22 @@ proptest! {
     /// Caches trusted for a minute, nothing changes behind the mount's back.
     #[test]
     fn this_mount_alone_behaves_as_the_model_says(ops in prop::collection::vec(op_strategy(false), 1..40)) {
-        let result = runtime().block_on(run(Duration::from_secs(60), &ops));
+        let result = runtime().block_on(run(Duration::from_secs(60), false, &ops));
+        prop_assert!(result.is_ok(), "{}", result.unwrap_err());
+    }
+
+    /// The same with `--write-back`: closes return before the uploads, deletes are
+    /// batched, and the store gets to the same place.
+    #[test]
+    fn with_write_back_it_behaves_as_the_model_says(ops in prop::collection::vec(op_strategy(false), 1..40)) {
+        let result = runtime().block_on(run(Duration::from_secs(60), true, &ops));
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 
     /// No caching, and another client puts and deletes objects in between.
     #[test]
     fn with_other_clients_it_behaves_as_the_model_says(ops in prop::collection::vec(op_strategy(true), 1..40)) {
-        let result = runtime().block_on(run(Duration::ZERO, &ops));
+        let result = runtime().block_on(run(Duration::ZERO, false, &ops));
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
@@ -833,7 +937,7 @@ proptest! {
 #[test]
 fn unlink_and_rename_reach_every_writer_of_a_file() {
     runtime().block_on(async {
-        let w = world(Duration::from_secs(60));
+        let w = world(Duration::from_secs(60), false);
         let pid = processes()[0];
         for (victim, rename) in [("a.txt", false), ("b.jpg", true)] {
             let (attr, first) = w.fs.create(ROOT_INO, victim, 0o644, 0, 0, pid).await.unwrap();
