@@ -232,6 +232,14 @@ impl WriteBuffer {
         }
     }
 
+    /// Makes the record alone durable (see [`StagingFile::save_record_only`]).
+    async fn save_record_only(&self) -> std::io::Result<()> {
+        match &self.staging {
+            Some(staging) => staging.save_record_only(self.record()).await,
+            None => Ok(()),
+        }
+    }
+
     /// Logs a change that is not a write, when the file has an entry.
     async fn note(&self, op: LogOp) -> std::io::Result<()> {
         match &self.staging {
@@ -448,7 +456,7 @@ impl WriteBuffer {
 
     /// Gives back the staging disk of parts the stream has stored: all of them under
     /// `pressure`, else those before the last `release_after` bytes of the file. The
-    /// journal records them first, durably (the upload is then their only copy).
+    /// record lists them first, durably (the upload is then their only copy).
     /// Returns the bytes freed.
     async fn release_stored_parts(&mut self, pressure: bool) -> Result<u64, ObjectError> {
         let Some(queue) = self.stream.as_mut() else { return Ok(0) };
@@ -476,10 +484,10 @@ impl WriteBuffer {
         if let Some(queue) = self.stream.as_mut() {
             queue.pin();
         }
-        let mut saved = self.save_record(true).await;
+        let mut saved = self.save_record_only().await;
         if saved.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC)) && self.cfg.journal.spend_reserve() {
             // The disk is full: the reserve makes room for the record, the release for more.
-            saved = self.save_record(true).await;
+            saved = self.save_record_only().await;
         }
         saved.map_err(|e| {
             ObjectError::new(ErrorKind::Malformed, "staging", self.key.as_str())
