@@ -542,8 +542,10 @@ impl WriteBuffer {
                 self.journal_warn(self.save_record(false).await);
             }
             let permit = self.cfg.reserve(range.end - range.start).await;
-            let body = self.assemble(range).await?;
-            self.stream.as_mut().expect("started").submit_data(next as i32, body, permit).await?;
+            // Read by the part's task. The writer may change the part's bytes before that:
+            // a part written again is sent again at flush, after this one has landed.
+            let read = read_part(self.staging.clone(), self.key.clone(), range);
+            self.stream.as_mut().expect("started").submit_read(next as i32, read, permit).await?;
             self.streamed.insert(next);
             self.stream_front = next;
         }
@@ -1113,6 +1115,14 @@ impl WriteBuffer {
         }
         result
     }
+}
+
+/// Part `r` of a stream, all of it in the staging file.
+async fn read_part(staging: Option<Arc<StagingFile>>, key: String, r: Range<u64>) -> Result<Bytes, ObjectError> {
+    let failed = |why: String| ObjectError::new(ErrorKind::Malformed, "staging", key.as_str()).with_message(why);
+    let staging = staging.ok_or_else(|| failed("a streamed part has no staging file".into()))?;
+    let body = staging.read_at(r.start, (r.end - r.start) as usize).await;
+    body.map(Bytes::from).map_err(|e| failed(format!("reading the staging file: {e}")))
 }
 
 /// The condition an upload over the version with `etag` carries.
