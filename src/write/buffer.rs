@@ -232,6 +232,14 @@ impl WriteBuffer {
         }
     }
 
+    /// Makes the record alone durable (see [`StagingFile::save_record_only`]).
+    async fn save_record_only(&self) -> std::io::Result<()> {
+        match &self.staging {
+            Some(staging) => staging.save_record_only(self.record()).await,
+            None => Ok(()),
+        }
+    }
+
     /// Logs a change that is not a write, when the file has an entry.
     async fn note(&self, op: LogOp) -> std::io::Result<()> {
         match &self.staging {
@@ -448,7 +456,7 @@ impl WriteBuffer {
 
     /// Gives back the staging disk of parts the stream has stored: all of them under
     /// `pressure`, else those before the last `release_after` bytes of the file. The
-    /// journal records them first, durably (the upload is then their only copy).
+    /// record lists them first, durably (the upload is then their only copy).
     /// Returns the bytes freed.
     async fn release_stored_parts(&mut self, pressure: bool) -> Result<u64, ObjectError> {
         let Some(queue) = self.stream.as_mut() else { return Ok(0) };
@@ -476,10 +484,10 @@ impl WriteBuffer {
         if let Some(queue) = self.stream.as_mut() {
             queue.pin();
         }
-        let mut saved = self.save_record(true).await;
+        let mut saved = self.save_record_only().await;
         if saved.as_ref().is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC)) && self.cfg.journal.spend_reserve() {
             // The disk is full: the reserve makes room for the record, the release for more.
-            saved = self.save_record(true).await;
+            saved = self.save_record_only().await;
         }
         saved.map_err(|e| {
             ObjectError::new(ErrorKind::Malformed, "staging", self.key.as_str())
@@ -534,8 +542,10 @@ impl WriteBuffer {
                 self.journal_warn(self.save_record(false).await);
             }
             let permit = self.cfg.reserve(range.end - range.start).await;
-            let body = self.assemble(range).await?;
-            self.stream.as_mut().expect("started").submit_data(next as i32, body, permit).await?;
+            // Read by the part's task. The writer may change the part's bytes before that:
+            // a part written again is sent again at flush, after this one has landed.
+            let read = read_part(self.staging.clone(), self.key.clone(), range);
+            self.stream.as_mut().expect("started").submit_read(next as i32, read, permit).await?;
             self.streamed.insert(next);
             self.stream_front = next;
         }
@@ -1106,6 +1116,14 @@ impl WriteBuffer {
         }
         result
     }
+}
+
+/// Part `r` of a stream, all of it in the staging file.
+async fn read_part(staging: Option<Arc<StagingFile>>, key: String, r: Range<u64>) -> Result<Bytes, ObjectError> {
+    let failed = |why: String| ObjectError::new(ErrorKind::Malformed, "staging", key.as_str()).with_message(why);
+    let staging = staging.ok_or_else(|| failed("a streamed part has no staging file".into()))?;
+    let body = staging.read_at(r.start, (r.end - r.start) as usize).await;
+    body.map(Bytes::from).map_err(|e| failed(format!("reading the staging file: {e}")))
 }
 
 /// The condition an upload over the version with `etag` carries.

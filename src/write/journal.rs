@@ -14,7 +14,8 @@
 //!
 //! Against a crash of the daemon, writes to the page cache suffice. Against a reboot,
 //! an entry is fsynced (data, log, record, directory) before the state it records is
-//! relied on: when a write-back close returns.
+//! relied on: when a write-back close returns. Parts of a stream given back from the
+//! staging file need only the record (which lists them) durable before their holes.
 
 use std::fs::File;
 use std::io::Write;

@@ -183,6 +183,17 @@ impl StagingFile {
         blocking(move || save_record_with(&path, &record, durable.then_some(&[&*file, &*log][..]))).await
     }
 
+    /// Replaces the entry's record durably, without syncing the data or the log: a
+    /// release of stored parts relies only on the record (the upload holds those parts)
+    /// being on disk before their holes are. Syncing the staged bytes too wrote the whole
+    /// stream to the disk inside its writes, a third of a streamed write's time; bytes of
+    /// a file still open have no promise across a reboot until a write-back close commits
+    /// them.
+    pub async fn save_record_only(&self, record: Record) -> std::io::Result<()> {
+        let path = self.journal.path(&self.id, "json");
+        blocking(move || save_record_with(&path, &record, Some(&[]))).await
+    }
+
     /// Keeps the entry after the handle is gone (its data is not stored).
     pub fn keep(&self) {
         self.keep.store(true, Ordering::Release);
