@@ -14,7 +14,6 @@ use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 pub fn command() -> clap::Command {
     let cmd = clap::Command::new("xosfs")
         .version(env!("CARGO_PKG_VERSION"))
-        .about("Mount a CTYun XOS (or any S3-compatible) bucket as a directory")
         .args_override_self(true)
         .args_conflicts_with_subcommands(true)
         .subcommand_negates_reqs(true)
@@ -22,7 +21,10 @@ pub fn command() -> clap::Command {
             "Every option may also be given as -o NAME[=VALUE] with _ for - \
              (-o endpoint=https://…,path_style,read_only), as in fstab.",
         );
-    Command::augment_subcommands(MountArgs::augment_args(cmd))
+    // After the mount's arguments, whose documentation would otherwise become the about.
+    let cmd = MountArgs::augment_args(cmd)
+        .about("Mount a CTYun XOS (or any S3-compatible) bucket, or every bucket of an account, as a directory");
+    Command::augment_subcommands(cmd)
 }
 
 #[derive(Debug, Subcommand)]
