@@ -11,6 +11,7 @@ use super::attr::{Attr, Kind, ObjectStat};
 use super::error::FsError;
 use super::inode::{Inode, ROOT_INO};
 use super::Fs;
+use crate::store::account::bucket_name_problem;
 use crate::store::{Account, ErrorKind};
 
 impl Fs {
@@ -95,45 +96,4 @@ impl Fs {
 /// The bucket of a key of an account mount.
 pub(super) fn bucket_of(key: &str) -> &str {
     key.split('/').next().unwrap_or_default()
-}
-
-/// Why `name` cannot name a bucket under S3's naming rules (which XOS follows), if it
-/// cannot.
-fn bucket_name_problem(name: &str) -> Option<&'static str> {
-    let bytes = name.as_bytes();
-    if !(3..=63).contains(&bytes.len()) {
-        return Some("a bucket name has 3 to 63 characters");
-    }
-    if !bytes.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-') {
-        return Some("a bucket name has only lowercase letters, digits, dots and hyphens");
-    }
-    if !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
-        return Some("a bucket name begins and ends with a letter or a digit");
-    }
-    if name.contains("..") || name.contains(".-") || name.contains("-.") {
-        return Some("a bucket name has no dot next to another dot or a hyphen");
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Some("a bucket name is not an IP address");
-    }
-    if name.starts_with("xn--") || name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
-        return Some("a bucket name does not begin with xn-- nor end with -s3alias or --ol-s3");
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bucket_name_problem;
-
-    #[test]
-    fn bucket_names_follow_the_naming_rules() {
-        for good in ["abc", "my-bucket.2026", "a1b", &"x".repeat(63)] {
-            assert_eq!(bucket_name_problem(good), None, "{good}");
-        }
-        for bad in ["ab", &"x".repeat(64), "My-Bucket", "a_b", "-abc", "abc.", "a..b", "a.-b", "192.168.1.1", "xn--abc"]
-        {
-            assert!(bucket_name_problem(bad).is_some(), "{bad}");
-        }
-    }
 }

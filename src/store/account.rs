@@ -133,6 +133,16 @@ impl AccountStore {
         }
     }
 
+    /// Whether `bucket` may name a bucket: any name the naming rules allow, and those in
+    /// the bucket list (made before today's rules). Other names (a file manager's
+    /// `.Trash-0`, `.hidden`) are no bucket without asking: the store would refuse them.
+    async fn may_exist(&self, bucket: &str) -> Result<bool, ObjectError> {
+        if bucket_name_problem(bucket).is_none() {
+            return Ok(true);
+        }
+        Ok(self.account.list().await?.iter().any(|b| b.name == bucket))
+    }
+
     /// The top: one common prefix per bucket whose name starts as `prefix` does.
     async fn list_top(&self, prefix: &str, delimiter: Option<&str>) -> Result<ListPage, ObjectError> {
         if delimiter != Some("/") {
@@ -183,6 +193,9 @@ impl ObjectStore for AccountStore {
         let Some((bucket, rest)) = prefix.split_once('/') else {
             return self.list_top(prefix, delimiter).await;
         };
+        if !self.may_exist(bucket).await? {
+            return Ok(ListPage::default());
+        }
         let first = rest.is_empty() && continuation.is_none();
         let page = match self.account.store(bucket).list(rest, delimiter, continuation, max_keys).await {
             Ok(page) => page,
@@ -406,6 +419,31 @@ impl ObjectStore for AccountStore {
     }
 }
 
+/// Why `name` cannot name a bucket under S3's naming rules (which XOS follows), if it
+/// cannot.
+pub fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let bytes = name.as_bytes();
+    if !(3..=63).contains(&bytes.len()) {
+        return Some("a bucket name has 3 to 63 characters");
+    }
+    if !bytes.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-') {
+        return Some("a bucket name has only lowercase letters, digits, dots and hyphens");
+    }
+    if !bytes[0].is_ascii_alphanumeric() || !bytes[bytes.len() - 1].is_ascii_alphanumeric() {
+        return Some("a bucket name begins and ends with a letter or a digit");
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return Some("a bucket name has no dot next to another dot or a hyphen");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some("a bucket name is not an IP address");
+    }
+    if name.starts_with("xn--") || name.ends_with("-s3alias") || name.ends_with("--ol-s3") {
+        return Some("a bucket name does not begin with xn-- nor end with -s3alias or --ol-s3");
+    }
+    None
+}
+
 /// The key in `bucket` of a copy's `source`: copies stay within one bucket.
 fn same_bucket<'k>(op: &'static str, bucket: &str, source: &'k str) -> Result<&'k str, ObjectError> {
     match source.split_once('/') {
@@ -564,6 +602,28 @@ mod tests {
         let next = store.list_multipart_uploads("alpha/", page.next, 1).await.unwrap();
         assert_eq!(next.uploads[0].key, "alpha/y");
         assert!(store.list_multipart_uploads("", None, 10).await.unwrap_err().is(ErrorKind::Rejected));
+    }
+
+    #[test]
+    fn bucket_names_follow_the_naming_rules() {
+        for good in ["abc", "my-bucket.2026", "a1b", &"x".repeat(63)] {
+            assert_eq!(bucket_name_problem(good), None, "{good}");
+        }
+        for bad in ["ab", &"x".repeat(64), "My-Bucket", "a_b", "-abc", "abc.", "a..b", "a.-b", "192.168.1.1", "xn--abc"]
+        {
+            assert!(bucket_name_problem(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_no_bucket_could_have_are_not_asked_about_unless_listed() {
+        let buckets = Arc::new(MemoryBuckets::with(&["alpha", "Legacy_Name"]));
+        let store = AccountStore::new(Arc::new(Account::new(buckets.clone(), Duration::from_secs(60))));
+        // A file manager's probes at the top (.Trash-0, .hidden) send no request.
+        let page = store.list_page(".Trash-0/", None, 1).await.unwrap();
+        assert!(page.objects.is_empty() && page.common_prefixes.is_empty());
+        // A bucket made before today's naming rules is still reachable.
+        assert_eq!(store.list_page("Legacy_Name/", None, 1).await.unwrap().objects.len(), 1);
     }
 
     #[tokio::test]
