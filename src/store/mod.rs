@@ -1,5 +1,6 @@
-//! The object store the filesystem core is written against: one bucket's objects, with
-//! S3's semantics (flat keys, ETags, conditional reads and copies, multipart uploads).
+//! The object store the filesystem core is written against: one bucket's objects (or an
+//! account's, keyed `BUCKET/KEY`), with S3's semantics (flat keys, ETags, conditional
+//! reads and copies, multipart uploads).
 //!
 //! - [`crate::s3::S3Store`]: the real store, over HTTP with aws-sdk-s3;
 //! - [`MemoryStore`]: the same semantics in memory, for tests of the core without a server;
