@@ -1,6 +1,7 @@
 //! An account mount's top level (`--all-buckets`): the directories there are the
 //! account's buckets. mkdir makes a bucket and rmdir removes an empty one; nothing else
-//! is made, renamed or changed there. Renames and server-side copies stay within one
+//! is made or renamed there, and a bucket's directory, which has no object, keeps its
+//! mode, owner and times in memory. Renames and server-side copies stay within one
 //! bucket, as they stay within one bucket mount.
 
 use std::time::{Instant, SystemTime};
