@@ -364,7 +364,15 @@ impl WriterHandle {
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, WriteError> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| WriteError::Gone)?;
-        answer.await.map_err(|_| WriteError::Gone)?
+        // A command sent while the task ends (its close) can be accepted yet never
+        // received: tokio's receiver drains what is queued when it drops, but not a send
+        // that lands right after, and that one is dropped only with the last handle, which
+        // this call holds. So the end of the task answers too; an answer given wins.
+        tokio::select! {
+            biased;
+            answer = answer => answer.map_err(|_| WriteError::Gone)?,
+            () = self.tx.closed() => Err(WriteError::Gone),
+        }
     }
 
     pub async fn write(&self, offset: u64, data: Vec<u8>) -> Result<u32, WriteError> {

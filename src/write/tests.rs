@@ -355,3 +355,19 @@ async fn a_write_back_stream_whose_staging_was_given_back_is_finished_after_a_cr
     assert!(f.memory.object("film").unwrap().data.as_ref() == data.as_slice());
     assert!(f.memory.unfinished_uploads().is_empty());
 }
+
+/// A command the writer's task accepted but never answered, nor dropped, ends with the
+/// task. That is what tokio's channel does to a send that lands just as the receiver drops
+/// (a rename's flush racing the release's close): it keeps the command until the last
+/// handle is gone, and the asker holds one.
+#[tokio::test]
+async fn a_command_kept_unanswered_by_an_ended_task_ends_with_it() {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let writer = WriterHandle { tx, shown: Default::default() };
+    // The task takes the command and ends, its receiver dropped, the command kept alive in
+    // the task's output.
+    let task = tokio::spawn(async move { rx.recv().await });
+    let flush = tokio::time::timeout(Duration::from_secs(30), writer.flush()).await;
+    assert!(matches!(flush, Ok(Err(WriteError::Gone))), "a flush to an ended writer was never answered");
+    assert!(task.await.unwrap().is_some(), "the command was not kept, so this tested nothing");
+}
