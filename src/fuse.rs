@@ -525,6 +525,31 @@ impl Filesystem for FuseAdapter {
         });
     }
 
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        // Punching, zeroing or shifting ranges would rewrite the object: not offered, so
+        // programs fall back to writing (posix_fallocate never asks for them).
+        let keep_size = match mode {
+            0 => false,
+            libc::FALLOC_FL_KEEP_SIZE => true,
+            _ => return reply.error(Errno::EOPNOTSUPP),
+        };
+        self.spawn("fallocate", ino, move |fs, _| async move {
+            match fs.allocate(fh.0, offset, length, keep_size).await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let Some(name) = name.to_str().map(str::to_string) else {
             return reply.error(Errno::ENOENT);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::Server;
 
 /// pjdfstest's groups (its first name segment) that apply to xosfs. Left out: link
-/// (hard links are EPERM by design), chflags, posix_fallocate.
+/// (hard links are EPERM by design), chflags.
 const GROUPS: &[&str] = &[
     "chmod",
     "chown",
@@ -28,6 +28,7 @@ const GROUPS: &[&str] = &[
     "mkfifo",
     "mknod",
     "open",
+    "posix_fallocate",
     "rename",
     "rmdir",
     "symlink",
@@ -220,7 +221,7 @@ fn dummy_users() -> Vec<(String, String)> {
 fn config_toml(naptime: f64, users: &[(String, String)]) -> String {
     let entries: Vec<String> = users.iter().map(|(u, g)| format!("[\"{u}\", \"{g}\"]")).collect();
     format!(
-        "[features]\nutime_now = {{}}\nutimensat = {{}}\n\n[settings]\nnaptime = {naptime}\nallow_remount = false\n\n\
+        "[features]\nposix_fallocate = {{}}\nutime_now = {{}}\nutimensat = {{}}\n\n[settings]\nnaptime = {naptime}\nallow_remount = false\n\n\
          [dummy_auth]\nentries = [{}]\n",
         entries.join(", ")
     )

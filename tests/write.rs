@@ -87,6 +87,33 @@ fn overwrite_append_and_truncate() {
 }
 
 #[test]
+fn fallocate_extends_the_file_and_refuses_what_would_rewrite_it() {
+    use std::os::fd::AsRawFd;
+    let server = Server::memory();
+    server.put("log.bin", b"0123456789".to_vec());
+    let m = server.mount(&[]);
+    let p = m.join("log.bin");
+    let f = OpenOptions::new().read(true).write(true).open(&p).unwrap();
+    let fd = f.as_raw_fd();
+    // SAFETY: fallocate(2) and posix_fallocate(3) on a descriptor this test owns.
+    let (keep, inside, grow, punch) = unsafe {
+        (
+            libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20),
+            libc::posix_fallocate(fd, 2, 4),
+            libc::posix_fallocate(fd, 8, 8),
+            libc::fallocate(fd, libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE, 0, 4),
+        )
+    };
+    let punch_errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((keep, inside, grow), (0, 0, 0), "fallocate and posix_fallocate succeed");
+    assert_eq!((punch, punch_errno), (-1, Some(libc::EOPNOTSUPP)), "punching a hole is refused");
+    assert_eq!(f.metadata().unwrap().len(), 16, "allocating past the end makes the file longer, and only that");
+    drop(f);
+    assert_eq!(server.stored("log.bin").unwrap(), b"0123456789\0\0\0\0\0\0");
+    assert!(!m.log().contains("Not Implemented"), "{}", m.log());
+}
+
+#[test]
 fn random_writes_and_rdwr_edits_of_an_existing_large_object() {
     let server = Server::memory();
     let mut expected = random_bytes(40 << 20, 20);

@@ -283,6 +283,20 @@ impl Fs {
         }
     }
 
+    /// fallocate(2) through a descriptor open for writing. A store has no space to
+    /// reserve ahead, so allocating only makes the file at least `offset + len` long (as
+    /// posix_fallocate must), and `keep_size` (FALLOC_FL_KEEP_SIZE) changes nothing.
+    pub async fn allocate(&self, fh: u64, offset: u64, len: u64, keep_size: bool) -> Result<(), FsError> {
+        let file = self.handle(fh)?;
+        let writer = file.writer.clone().ok_or(FsError::BadHandle)?;
+        if keep_size {
+            return Ok(());
+        }
+        file.changed.store(true, Ordering::Release);
+        // The kernel refused a range past the largest file already.
+        Ok(writer.extend(offset.saturating_add(len)).await?)
+    }
+
     /// copy_file_range(2) of a whole file into a new, empty one: one server-side copy
     /// (the destination keeps its own name's metadata), so `cp` copies without moving the
     /// data through this machine. Anything else is `NotSupported` and the caller copies the

@@ -610,6 +610,14 @@ impl WriteBuffer {
         Ok(())
     }
 
+    /// Makes the file at least `size` long (fallocate); a longer file stays as it is.
+    pub async fn extend(&mut self, size: u64) -> Result<(), WriteError> {
+        if size <= self.size {
+            return self.check_failed();
+        }
+        self.truncate(size).await
+    }
+
     /// Points the (flushed, clean) buffer at the object's new name.
     pub async fn rekey(&mut self, key: String, base: BaseObject) {
         self.key = key;

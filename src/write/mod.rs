@@ -203,6 +203,10 @@ enum Command {
         size: u64,
         reply: Reply<()>,
     },
+    Extend {
+        size: u64,
+        reply: Reply<()>,
+    },
     SetMeta {
         meta: MetaChange,
         reply: Reply<()>,
@@ -318,6 +322,7 @@ impl WriterHandle {
                             drop(reply.send(Box::pin(buffer.read(offset, size)).await))
                         }
                         Command::Truncate { size, reply } => drop(reply.send(Box::pin(buffer.truncate(size)).await)),
+                        Command::Extend { size, reply } => drop(reply.send(Box::pin(buffer.extend(size)).await)),
                         Command::SetMeta { meta, reply } => drop(reply.send(Box::pin(buffer.set_meta(meta)).await)),
                         Command::Options { reply } => drop(reply.send(Ok(buffer.options().clone()))),
                         Command::EditOptions { edit, reply } => {
@@ -393,6 +398,11 @@ impl WriterHandle {
 
     pub async fn truncate(&self, size: u64) -> Result<(), WriteError> {
         self.ask(|reply| Command::Truncate { size, reply }).await
+    }
+
+    /// Makes the file at least `size` long, whatever writes land meanwhile.
+    pub async fn extend(&self, size: u64) -> Result<(), WriteError> {
+        self.ask(|reply| Command::Extend { size, reply }).await
     }
 
     /// Attributes to store with the next upload (chmod, chown, utimens while open).
