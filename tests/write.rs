@@ -114,6 +114,32 @@ fn fallocate_extends_the_file_and_refuses_what_would_rewrite_it() {
 }
 
 #[test]
+fn probes_of_files_and_directories_get_a_local_disks_answers() {
+    use std::os::fd::AsRawFd;
+    let server = Server::memory();
+    server.put("dir/data.bin", vec![7u8; 5000]);
+    let m = server.mount(&[]);
+    let f = std::fs::File::open(m.join("dir/data.bin")).unwrap();
+    let fd = f.as_raw_fd();
+    // SAFETY: isatty(3) and lseek(2) on a descriptor this test owns.
+    let tty = unsafe { libc::isatty(fd) };
+    assert_eq!((tty, std::io::Error::last_os_error().raw_os_error()), (0, Some(libc::ENOTTY)), "a file is no terminal");
+    // SAFETY: as above.
+    let (data, hole, past) = unsafe {
+        (
+            libc::lseek(fd, 10, libc::SEEK_DATA),
+            libc::lseek(fd, 0, libc::SEEK_HOLE),
+            libc::lseek(fd, 5000, libc::SEEK_DATA),
+        )
+    };
+    let past_errno = std::io::Error::last_os_error().raw_os_error();
+    assert_eq!((data, hole), (10, 5000), "the whole file is data, its end the only hole");
+    assert_eq!((past, past_errno), (-1, Some(libc::ENXIO)), "no data past the end");
+    std::fs::File::open(m.join("dir")).unwrap().sync_all().expect("fsync of a directory");
+    assert!(!m.log().contains("Not Implemented"), "{}", m.log());
+}
+
+#[test]
 fn random_writes_and_rdwr_edits_of_an_existing_large_object() {
     let server = Server::memory();
     let mut expected = random_bytes(40 << 20, 20);
