@@ -367,16 +367,18 @@ impl WriterHandle {
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, WriteError> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         self.tx.send(make(reply)).await.map_err(|_| WriteError::Gone)?;
         // A command sent while the task ends (its close) can be accepted yet never
         // received: tokio's receiver drains what is queued when it drops, but not a send
         // that lands right after, and that one is dropped only with the last handle, which
-        // this call holds. So the end of the task answers too; an answer given wins.
+        // this call holds. So the end of the task answers too, unless the task answered
+        // before it ended (its close): that answer is looked for again once the end is
+        // seen, as it may have come between the two branches being polled.
         tokio::select! {
             biased;
-            answer = answer => answer.map_err(|_| WriteError::Gone)?,
-            () = self.tx.closed() => Err(WriteError::Gone),
+            answer = &mut answer => answer.map_err(|_| WriteError::Gone)?,
+            () = self.tx.closed() => answer.try_recv().map_err(|_| WriteError::Gone)?,
         }
     }
 
