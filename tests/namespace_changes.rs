@@ -222,6 +222,41 @@ fn a_file_that_loses_its_name_while_open_still_serves_its_descriptors() {
 }
 
 #[test]
+fn a_file_only_read_keeps_its_bytes_for_its_readers_when_unlinked_or_renamed_over_here() {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+
+    // The in-memory store answers a read of a replaced version with 412, as S3 does.
+    let server = Server::memory();
+    server.put("config", "old settings");
+    server.put("log.1", "rotated away");
+    let m = server.mount(&[]);
+    let read_all = |mut f: &std::fs::File| {
+        let mut s = String::new();
+        f.read_to_string(&mut s).map(|_| s)
+    };
+
+    // An atomic save (write aside, rename over) while a program has the file open.
+    let reader = std::fs::File::open(m.join("config")).unwrap();
+    std::fs::write(m.join("config.new"), "new settings").unwrap();
+    std::fs::rename(m.join("config.new"), m.join("config")).unwrap();
+    assert_eq!(read_all(&reader).unwrap(), "old settings", "the open descriptor reads the file it opened");
+    assert_eq!(std::fs::read_to_string(m.join("config")).unwrap(), "new settings");
+
+    // Removed while open for reading, nothing of it read before.
+    let rotated = std::fs::File::open(m.join("log.1")).unwrap();
+    std::fs::remove_file(m.join("log.1")).unwrap();
+    assert_eq!(rotated.metadata().unwrap().nlink(), 0);
+    assert_eq!(read_all(&rotated).unwrap(), "rotated away");
+    drop((reader, rotated));
+
+    let mut keys = server.keys();
+    keys.sort();
+    assert_eq!(keys, ["config"], "nothing held for the readers is stored");
+    assert_eq!(server.stored("config").unwrap(), b"new settings");
+}
+
+#[test]
 fn write_back_rm_rf_deletes_in_batches_and_what_is_made_again_stays() {
     let server = Server::fs();
     server.put_many((0..300).map(|i| (format!("tree/f{i:03}"), vec![b'x'; 10])).collect());

@@ -115,10 +115,17 @@ impl Fs {
         if child.kind == Kind::Directory {
             return Err(FsError::IsDirectory);
         }
-        if let Some(writer) = self.writers.orphan(child.ino) {
-            unless_closed(writer.discard().await)?;
-        }
+        let held = match self.writers.orphan(child.ino) {
+            Some(writer) => {
+                unless_closed(writer.discard().await)?;
+                None
+            }
+            None => self.keep_for_readers(&child).await,
+        };
         self.client.delete_object(&self.key(&child)?).await?;
+        if let Some(held) = held {
+            unless_closed(held.discard().await)?;
+        }
         self.inodes.unlink_child(parent, name, child.ino);
         Ok(())
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use tracing::debug;
 
 use super::attr::{self, Attr, Kind, ObjectStat, PosixMeta};
 use super::buckets::bucket_of;
@@ -208,6 +209,34 @@ impl Fs {
         };
         let fh = self.add_handle(file);
         Ok((self.attr_of(&inode), fh))
+    }
+
+    /// The file's object is about to go (unlink, a rename over it) while descriptors
+    /// that only read it are open: as on a local disk they keep reading its bytes, held
+    /// by a writer of their own (`Writers::hold`); the caller discards it once the
+    /// object is gone, so that it stores nothing. Only a file of one part
+    /// (`--part-size`) is held, not a larger one downloaded first: its readers read what
+    /// the block cache has, and get EIO for the rest.
+    pub(super) async fn keep_for_readers(&self, inode: &Inode) -> Option<WriterHandle> {
+        let stat = inode.stat();
+        let small_file = inode.kind == Kind::File && stat.etag.is_some() && stat.size <= self.write_cfg.part_size;
+        if !small_file || self.writer_of(inode.ino).is_some() || !self.files.iter().any(|f| f.ino == inode.ino) {
+            return None;
+        }
+        let base = BaseObject { etag: stat.etag.clone(), size: stat.size };
+        let writer = match self.spawn_writer(inode, Some(base), None, Kept::default()) {
+            Ok(writer) => writer,
+            Err(e) => {
+                debug!(ino = inode.ino, "the bytes of a file open for reading cannot be kept: {e}");
+                return None;
+            }
+        };
+        if !self.writers.hold(inode.ino, writer.clone()) {
+            let _ = writer.close().await;
+            return None;
+        }
+        let _ = writer.keep_base().await;
+        Some(writer)
     }
 
     /// A reader of the object version the inode names now.

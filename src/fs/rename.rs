@@ -49,15 +49,20 @@ impl Fs {
         }
         let new_key = format!("{}{new_name}", self.key(&new_dir)?);
         // The replaced file's descriptors keep its bytes once its object is overwritten.
-        if let Some(writer) = dst.as_ref().and_then(|d| self.writer_of(d.ino)) {
-            unless_closed(writer.keep_base().await)?;
-        }
+        let held = match dst.as_ref().map(|d| (d, self.writer_of(d.ino))) {
+            Some((_, Some(writer))) => {
+                unless_closed(writer.keep_base().await)?;
+                None
+            }
+            Some((dst, None)) => self.keep_for_readers(dst).await,
+            None => None,
+        };
         match src.kind {
             Kind::Directory => self.rename_dir(&src, &format!("{new_key}/")).await?,
             Kind::File | Kind::Symlink | Kind::Special(_) => self.rename_file(&src, &new_key).await?,
         }
         // A file replaced by the rename must not come back when its writer closes.
-        if let Some(replaced) = dst.and_then(|d| self.writers.orphan(d.ino)) {
+        if let Some(replaced) = dst.and_then(|d| self.writers.orphan(d.ino)).or(held) {
             unless_closed(replaced.discard().await)?;
         }
         self.name_appeared(new_parent, new_name);

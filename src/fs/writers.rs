@@ -96,6 +96,22 @@ impl Writers {
         Some(writer)
     }
 
+    /// `writer` holds the bytes of a file about to lose its name while descriptors read
+    /// it (none writes it): it serves them as an orphan's, and ends with the last one.
+    /// False when the file has a writer already.
+    pub fn hold(&self, ino: u64, writer: WriterHandle) -> bool {
+        if self.by_inode.contains_key(&ino) {
+            return false;
+        }
+        match self.orphaned.entry(ino) {
+            dashmap::Entry::Occupied(_) => false,
+            dashmap::Entry::Vacant(v) => {
+                v.insert(Shared { writer, handles: 0 });
+                true
+            }
+        }
+    }
+
     /// The writer of an unlinked file once no descriptor writes it any more (it is kept
     /// while descriptors read its data).
     pub fn idle_orphan(&self, ino: u64) -> Option<WriterHandle> {
