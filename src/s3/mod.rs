@@ -48,12 +48,12 @@ pub struct S3Store {
     sign_bodies: bool,
 }
 
-/// The `If-Match` and `If-None-Match` headers of a condition.
 /// Whether request bodies to `endpoint` need a signature of their own: not over HTTPS.
 fn signs_bodies(endpoint: &str) -> bool {
     !endpoint.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
 }
 
+/// The `If-Match` and `If-None-Match` headers of a condition.
 fn condition_headers(condition: &Precondition) -> (Option<String>, Option<String>) {
     match condition {
         Precondition::None => (None, None),

@@ -13,6 +13,9 @@ macro_rules! op_target {
     (prefix, $input:expr) => {
         (Some($input.bucket.as_str()), $input.prefix.as_deref())
     };
+    (listing, $input:expr) => {
+        (Some($input.bucket.as_str()), $input.prefix.as_deref())
+    };
     (bucket, $input:expr) => {
         (Some($input.bucket.as_str()), None)
     };
@@ -29,10 +32,14 @@ macro_rules! op_observe {
     ($other:ident, $self:ident, $input:expr) => {};
 }
 
-/// Lets a wrapper see a GET's answer: it calls `self.observe_got(&S3Result<..>)`.
+/// Lets a wrapper see a GET's answer (`self.observe_got(&S3Result<..>)`) and change a
+/// listing's (`self.listed(&mut S3Result<..>)`).
 macro_rules! op_observe_output {
     (get, $self:ident, $output:expr) => {
         $self.observe_got(&$output)
+    };
+    (listing, $self:ident, $output:expr) => {
+        $self.listed(&mut $output)
     };
     ($other:ident, $self:ident, $output:expr) => {};
 }
@@ -49,8 +56,8 @@ macro_rules! delegate_s3 {
             (head_bucket, "HeadBucket", HeadBucketInput, HeadBucketOutput, bucket),
             (get_bucket_location, "GetBucketLocation", GetBucketLocationInput, GetBucketLocationOutput, bucket),
             (list_buckets, "ListBuckets", ListBucketsInput, ListBucketsOutput, none),
-            (list_objects, "ListObjects", ListObjectsInput, ListObjectsOutput, prefix),
-            (list_objects_v2, "ListObjectsV2", ListObjectsV2Input, ListObjectsV2Output, prefix),
+            (list_objects, "ListObjects", ListObjectsInput, ListObjectsOutput, listing),
+            (list_objects_v2, "ListObjectsV2", ListObjectsV2Input, ListObjectsV2Output, listing),
             (head_object, "HeadObject", HeadObjectInput, HeadObjectOutput, key),
             (get_object, "GetObject", GetObjectInput, GetObjectOutput, get),
             (put_object, "PutObject", PutObjectInput, PutObjectOutput, key),
@@ -81,7 +88,8 @@ macro_rules! delegate_s3 {
                         op_observe!($target, self, req.input);
                         self.before($op, bucket, key).await?
                     };
-                    let output = self.inner.$method(req).await;
+                    #[allow(unused_mut)] // changed by listings' wrappers only
+                    let mut output = self.inner.$method(req).await;
                     op_observe_output!($target, self, output);
                     output
                 }

@@ -36,6 +36,9 @@ impl FsStore {
     fn observe_get(&self, _input: &s3s::dto::GetObjectInput) {}
 
     fn observe_got(&self, _output: &s3s::S3Result<s3s::S3Response<s3s::dto::GetObjectOutput>>) {}
+
+    // Encoded once, by the Instrumented layer around every backend.
+    fn listed<T>(&self, _output: &mut T) {}
 }
 
 delegate_s3!([impl S3 for FsStore]);

@@ -178,6 +178,13 @@ impl<S: S3> Instrumented<S> {
         }
     }
 
+    /// Every backend's listings leave the URL encoding a client asks for to this layer.
+    fn listed<T: crate::listing::UrlEncodedListing>(&self, output: &mut S3Result<s3s::S3Response<T>>) {
+        if let Ok(response) = output {
+            response.output.encode_names();
+        }
+    }
+
     async fn before(&self, op: &'static str, _bucket: Option<&str>, key: Option<&str>) -> S3Result<InFlight<'_>> {
         let in_flight = self.stats.enter(op);
         match self.faults.take(op, key) {

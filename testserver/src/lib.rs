@@ -7,13 +7,15 @@
 //! - [`Backend::Fs`]: s3s-fs over a directory, i.e. a store where prefixes are directories;
 //! - [`Backend::Memory`]: [`MemoryStore`], S3's flat namespace (`a` and `a/b` coexist).
 //!
-//! Every request goes through [`Instrumented`], which counts operations ([`Stats`]) and
-//! injects failures or latency ([`Faults`]) so tests can assert on the traffic a client sent.
+//! Every request goes through [`Instrumented`], which counts operations ([`Stats`]),
+//! injects failures or latency ([`Faults`]) so tests can assert on the traffic a client
+//! sent, and URL-encodes the names of listings asked for that way (the backends do not).
 
 #[macro_use]
 mod delegate;
 mod fs;
 mod instrument;
+mod listing;
 mod memory;
 pub mod sts;
 
