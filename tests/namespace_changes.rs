@@ -4,8 +4,10 @@
 mod common;
 
 use std::ffi::CString;
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::Duration;
 
 use common::{ls, sha256, Server, BUCKET};
 use xosfs_testserver::{pseudo_random_bytes, FaultAction, FaultRule};
@@ -254,6 +256,38 @@ fn a_file_only_read_keeps_its_bytes_for_its_readers_when_unlinked_or_renamed_ove
     keys.sort();
     assert_eq!(keys, ["config"], "nothing held for the readers is stored");
     assert_eq!(server.stored("config").unwrap(), b"new settings");
+}
+
+#[test]
+fn a_directory_renamed_while_its_files_are_written_or_uploaded_moves_them_all() {
+    let server = Server::memory();
+    let m = server.mount(&["--write-back"]);
+    std::fs::create_dir(m.join("album")).unwrap();
+    // The uploads after these closes are still running when mv comes.
+    server.server.faults().add(FaultRule {
+        op: "PutObject".into(),
+        key_contains: Some("album/".into()),
+        action: FaultAction::Delay(Duration::from_millis(700)),
+        remaining: Some(3),
+    });
+    for i in 0..3 {
+        std::fs::write(m.join(&format!("album/{i}.jpg")), format!("photo {i}")).unwrap();
+    }
+    // A download still being written into it, as a local disk allows.
+    let mut still_open = std::fs::File::create(m.join("album/part.jpg")).unwrap();
+    still_open.write_all(b"first half, ").unwrap();
+    std::fs::rename(m.join("album"), m.join("2026")).expect("files being written are no reason to refuse");
+    still_open.write_all(b"second half").unwrap();
+    drop(still_open);
+    for i in 0..3 {
+        assert_eq!(std::fs::read_to_string(m.join(&format!("2026/{i}.jpg"))).unwrap(), format!("photo {i}"));
+        assert_eq!(server.stored(&format!("2026/{i}.jpg")).unwrap(), format!("photo {i}").as_bytes());
+    }
+    assert_eq!(std::fs::read_to_string(m.join("2026/part.jpg")).unwrap(), "first half, second half");
+    // Unmounting waits for the uploads still queued.
+    drop(m);
+    assert_eq!(server.stored("2026/part.jpg").unwrap(), b"first half, second half");
+    assert!(!server.keys().iter().any(|k| k.starts_with("album/")), "{:?}", server.keys());
 }
 
 #[test]

@@ -24,8 +24,6 @@ pub enum FsError {
     Exists,
     #[error("directory not empty")]
     NotEmpty,
-    #[error("files below are open for writing")]
-    Busy,
     #[error("not a symbolic link")]
     NotSymlink,
     #[error("no such extended attribute")]
@@ -83,7 +81,6 @@ impl FsError {
             FsError::NameTooLong => libc::ENAMETOOLONG,
             FsError::Exists => libc::EEXIST,
             FsError::NotEmpty => libc::ENOTEMPTY,
-            FsError::Busy => libc::EBUSY,
             FsError::NotSymlink => libc::EINVAL,
             FsError::NoAttribute => libc::ENODATA,
             FsError::AttributeExists => libc::EEXIST,

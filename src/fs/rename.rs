@@ -123,11 +123,21 @@ impl Fs {
 
     pub(super) async fn rename_dir(&self, src: &Inode, new_prefix: &str) -> Result<(), FsError> {
         let old_prefix = self.key(src)?;
-        let busy = self.writers.inodes().into_iter().any(|ino| {
-            self.inodes.get(ino).and_then(|i| self.inodes.key_of(&i)).is_some_and(|k| k.starts_with(&old_prefix))
-        });
-        if busy {
-            return Err(FsError::Busy);
+        // Files below still being written are stored first, so that the copies carry
+        // them, and go on under their new names, as a renamed file does. (A writer that
+        // ended meanwhile stored its file before it did.)
+        let mut writing = Vec::new();
+        for ino in self.writers.inodes() {
+            let key = self.inodes.get(ino).and_then(|i| self.inodes.key_of(&i));
+            let (Some(key), Some(writer)) = (key.filter(|k| k.starts_with(&old_prefix)), self.writer_of(ino)) else {
+                continue;
+            };
+            if let Some(uploaded) = unless_closed(writer.flush().await)? {
+                if let Some(uploaded) = uploaded {
+                    self.record_upload(ino, uploaded);
+                }
+                writing.push((ino, writer, format!("{new_prefix}{}", &key[old_prefix.len()..])));
+            }
         }
         let objects = self.client.list_all(&old_prefix).await?;
         if objects.is_empty() {
@@ -174,6 +184,17 @@ impl Fs {
                     .with_message(why.as_str())
                     .into());
             }
+        }
+        for (ino, writer, new_key) in writing {
+            let info = self.client.head_object(&new_key).await?;
+            unless_closed(writer.rekey(new_key, BaseObject { etag: info.etag.clone(), size: info.size }).await)?;
+            if let Some(inode) = self.inodes.get(ino) {
+                let mut stat = inode.stat();
+                stat.etag = info.etag;
+                inode.set_stat(stat);
+            }
+            self.facts.forget(ino);
+            self.readers_follow(ino);
         }
         Ok(())
     }
