@@ -44,6 +44,8 @@ pub enum FsError {
     InvalidBucketName(String, &'static str),
     #[error("a bucket's root directory has no object to keep extended attributes in")]
     BucketRoot,
+    #[error("only user.* extended attributes are kept")]
+    OtherNamespace,
     #[error("between buckets: renames and server-side copies stay within one bucket")]
     CrossBucket,
     #[error("the store refused the value: {0}")]
@@ -87,7 +89,7 @@ impl FsError {
             FsError::AttributesTooBig => libc::E2BIG,
             FsError::PermissionDenied | FsError::AccountTop(_) => libc::EPERM,
             FsError::InvalidBucketName(..) => libc::EINVAL,
-            FsError::BucketRoot => libc::ENOTSUP,
+            FsError::BucketRoot | FsError::OtherNamespace => libc::ENOTSUP,
             // As between two mounts: mv copies the bytes and removes the source itself.
             FsError::CrossBucket => libc::EXDEV,
             // A read's failure, not a missing name: read(2) has no ENOENT.
@@ -110,10 +112,11 @@ impl FsError {
         }
     }
 
-    /// Expected outcomes (a name that does not exist) are not worth a log line.
+    /// Expected outcomes (a name that does not exist, `cp -a` offering an ACL) are not
+    /// worth a log line.
     pub fn is_routine(&self) -> bool {
         match self {
-            FsError::NotFound | FsError::NoAttribute => true,
+            FsError::NotFound | FsError::NoAttribute | FsError::OtherNamespace => true,
             FsError::Store(e) => e.is(ErrorKind::NotFound),
             _ => false,
         }

@@ -269,7 +269,7 @@ impl Fs {
     ) -> Result<(), FsError> {
         let inode = self.inode(ino)?;
         if !name.starts_with("user.") {
-            return Err(FsError::NotSupported);
+            return Err(FsError::OtherNamespace);
         }
         if name.starts_with(xos::NAMESPACE) {
             return self.xos_change(&inode, name, value).await;
