@@ -378,7 +378,12 @@ fn unless_closed<T>(answer: Result<T, WriteError>) -> Result<Option<T>, WriteErr
 
 /// The process (thread group) a FUSE request's thread id belongs to.
 fn thread_group_of(tid: u32) -> Option<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    use std::io::Read;
+    // Tgid is the fourth line, after the (at most 15-byte) name: one read of the head
+    // instead of the whole file, on every open and close.
+    let mut head = [0u8; 512];
+    let n = std::fs::File::open(format!("/proc/{tid}/status")).ok()?.read(&mut head).ok()?;
+    let status = String::from_utf8_lossy(&head[..n]);
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok())
 }
 

@@ -231,3 +231,19 @@ async fn an_account_has_buckets_at_the_top_and_nothing_else() {
     fs.rmdir(ROOT_INO, "beta").await.unwrap();
     assert!(buckets.store("beta").is_none(), "rmdir at the top deleted the bucket");
 }
+
+#[test]
+fn a_threads_process_is_its_thread_group() {
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        // SAFETY: gettid(2) has no arguments and cannot fail.
+        tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+        let _ = done_rx.recv();
+    });
+    let tid = tid_rx.recv().unwrap();
+    assert_ne!(tid, std::process::id(), "a spawned thread has an id of its own");
+    assert_eq!(super::thread_group_of(tid), Some(std::process::id()));
+    drop(done_tx);
+    thread.join().unwrap();
+}
