@@ -380,18 +380,26 @@ fn world(ttl: Duration, write_back: bool) -> World {
 
 impl World {
     /// Waits until no writer is left but those of files open for writing (write-back
-    /// closes have uploaded, or failed to).
+    /// closes have uploaded, or failed to) and those holding the bytes of files that lost
+    /// their name while open only for reading.
     async fn settle_writers(&self, m: &Model) -> Result<(), String> {
-        let mut open: Vec<usize> = m.handles.iter().filter(|h| h.writes()).map(|h| h.file).collect();
-        open.sort_unstable();
-        open.dedup();
+        let distinct = |mut files: Vec<usize>| {
+            files.sort_unstable();
+            files.dedup();
+            files.len()
+        };
+        let open = distinct(m.handles.iter().filter(|h| h.writes()).map(|h| h.file).collect());
+        let held = distinct(m.handles.iter().filter(|h| !m.files[h.file].linked).map(|h| h.file).collect());
         for _ in 0..1000 {
-            if self.write.active_writers() <= open.len() {
+            if self.write.active_writers() <= open + held {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        Err(format!("{} writers still running, {} files open for writing", self.write.active_writers(), open.len()))
+        Err(format!(
+            "{} writers still running, {open} files open for writing, {held} without a name held open",
+            self.write.active_writers()
+        ))
     }
 
     async fn lookup(&mut self, name: &str) -> Result<xosfs::fs::Attr, i32> {
