@@ -195,6 +195,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     };
     let spec =
         MountSpec { mountpoint: &config.mountpoint, fs_name, read_only: config.fs.read_only, access: config.access };
+    let session_fs = fs.clone();
     let mounted = match mount::mount(fs, &rt, spec) {
         Ok(m) => m,
         Err(e) => {
@@ -230,6 +231,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
         rt.spawn(recovery::recover_and_retry(client, write_cfg.clone(), config.write.keep_failed));
     }
     let served = mounted.serve_until_stopped(&rt);
+    session_fs.end_session();
     // Closes that were still uploading when the session ended finish before the process
     // does: their writers were told they succeeded.
     rt.block_on(write_cfg.wait_for_writers(|left| tracing::info!("waiting for {left} file(s) to finish uploading")));

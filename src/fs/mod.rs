@@ -352,6 +352,16 @@ impl Fs {
         self.readers_follow(ino);
     }
 
+    /// The session ended: the kernel releases no more descriptors (one whose release was
+    /// still queued when it ended is dropped with it). Their writers are let go: one
+    /// whose last descriptor was released finishes its upload; one still held ends as
+    /// its task does when every handle is gone (a write-back close's file stays in the
+    /// journal for the next mount, other data is kept and logged, nothing is stored).
+    pub fn end_session(&self) {
+        self.files.clear();
+        self.writers.clear();
+    }
+
     /// The kernel kept a readdirplus entry: it now holds a reference, as after lookup.
     pub fn remember(&self, ino: u64) {
         if let Some(inode) = self.inodes.get(ino) {

@@ -127,6 +127,12 @@ impl Writers {
         self.by_inode.contains_key(&ino)
     }
 
+    /// Lets every writer go (the session ended): see [`crate::fs::Fs::end_session`].
+    pub fn clear(&self) {
+        self.by_inode.clear();
+        self.orphaned.clear();
+    }
+
     /// The inodes being written now.
     pub fn inodes(&self) -> Vec<u64> {
         self.by_inode.iter().map(|e| *e.key()).collect()
