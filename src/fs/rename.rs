@@ -6,7 +6,7 @@ use super::error::FsError;
 use super::inode::Inode;
 use super::{rewrite_options, unless_closed, Fs};
 use crate::store::{ErrorKind, ObjectError, ObjectInfo, PutOptions};
-use crate::write::{multipart_copy, BaseObject};
+use crate::write::{multipart_copy, BaseObject, WriterHandle};
 
 /// Objects copied at once when a directory is renamed.
 const RENAME_CONCURRENCY: usize = 16;
@@ -88,14 +88,27 @@ impl Fs {
         kept.apply(&mut opts);
         let etag = self.copy(&old_key, &info, new_key, Some(&opts)).await?;
         self.client.delete_object(&old_key).await?;
+        self.moved(src, writer, new_key, BaseObject { etag, size: info.size }).await
+    }
+
+    /// A file's object now stands under `new_key` as `version`: its writer (if any) goes
+    /// on over that version, and its readers follow.
+    async fn moved(
+        &self,
+        inode: &Inode,
+        writer: Option<WriterHandle>,
+        new_key: &str,
+        version: BaseObject,
+    ) -> Result<(), FsError> {
+        let etag = version.etag.clone();
         if let Some(writer) = writer {
-            unless_closed(writer.rekey(new_key.to_string(), BaseObject { etag: etag.clone(), size: info.size }).await)?;
+            unless_closed(writer.rekey(new_key.to_string(), version).await)?;
         }
-        let mut stat = src.stat();
+        let mut stat = inode.stat();
         stat.etag = etag;
-        src.set_stat(stat);
-        self.facts.forget(src.ino);
-        self.readers_follow(src.ino);
+        inode.set_stat(stat);
+        self.facts.forget(inode.ino);
+        self.readers_follow(inode.ino);
         Ok(())
     }
 
@@ -128,15 +141,14 @@ impl Fs {
         // ended meanwhile stored its file before it did.)
         let mut writing = Vec::new();
         for ino in self.writers.inodes() {
-            let key = self.inodes.get(ino).and_then(|i| self.inodes.key_of(&i));
-            let (Some(key), Some(writer)) = (key.filter(|k| k.starts_with(&old_prefix)), self.writer_of(ino)) else {
-                continue;
-            };
+            let Some(inode) = self.inodes.get(ino) else { continue };
+            let key = self.inodes.key_of(&inode).filter(|k| k.starts_with(&old_prefix));
+            let (Some(key), Some(writer)) = (key, self.writer_of(ino)) else { continue };
             if let Some(uploaded) = unless_closed(writer.flush().await)? {
                 if let Some(uploaded) = uploaded {
                     self.record_upload(ino, uploaded);
                 }
-                writing.push((ino, writer, format!("{new_prefix}{}", &key[old_prefix.len()..])));
+                writing.push((inode, writer, format!("{new_prefix}{}", &key[old_prefix.len()..])));
             }
         }
         let objects = self.client.list_all(&old_prefix).await?;
@@ -185,16 +197,9 @@ impl Fs {
                     .into());
             }
         }
-        for (ino, writer, new_key) in writing {
+        for (inode, writer, new_key) in writing {
             let info = self.client.head_object(&new_key).await?;
-            unless_closed(writer.rekey(new_key, BaseObject { etag: info.etag.clone(), size: info.size }).await)?;
-            if let Some(inode) = self.inodes.get(ino) {
-                let mut stat = inode.stat();
-                stat.etag = info.etag;
-                inode.set_stat(stat);
-            }
-            self.facts.forget(ino);
-            self.readers_follow(ino);
+            self.moved(&inode, Some(writer), &new_key, BaseObject { etag: info.etag, size: info.size }).await?;
         }
         Ok(())
     }
