@@ -235,6 +235,7 @@ fn run(config: Config, report: StartupReport) -> ExitCode {
     // Closes that were still uploading when the session ended finish before the process
     // does: their writers were told they succeeded.
     rt.block_on(write_cfg.wait_for_writers(|left| tracing::info!("waiting for {left} file(s) to finish uploading")));
+    write_cfg.journal.remove_spares();
     if let Some(queue) = deletes {
         rt.block_on(queue.flush());
     }

@@ -112,11 +112,20 @@ fn kill_9_with_write_back_uploads_pending_then_the_next_mount_stores_every_file(
     assert!(server.keys().iter().all(|k| !keys.contains(k)), "nothing was stored before the kill");
 
     server.server.faults().clear();
-    let again = server.mount_with_cache(&cache, &[]);
+    let mut again = server.mount_with_cache(&cache, &[]);
     wait_stored(&server, &keys, Duration::from_secs(60));
     for (key, data) in &expected {
         assert!(server.stored(key).as_deref() == Some(data.as_slice()), "{key} differs");
     }
+    // Recovered entries are emptied and kept for new files while the daemon runs; it
+    // removes them when it ends.
+    std::fs::write(again.join("after"), b"after").unwrap();
+    assert!(again.stop().success(), "{}", again.log());
+    let left: Vec<String> = std::fs::read_dir(cache.join("writes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["reserve"], "the journal is empty once the daemon ends");
     assert_eq!(metadata(&server, "small/f00").get("mode").map(String::as_str), Some("33152"));
     assert_eq!(metadata(&server, "small/f01").get("mtime").map(String::as_str), Some("1500000000"));
     assert_eq!(unfinished_uploads(&server), 0, "the dead daemon's upload was aborted");

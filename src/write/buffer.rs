@@ -1043,7 +1043,7 @@ impl WriteBuffer {
     ) -> std::io::Result<WriteBuffer> {
         // The data last changed when the staging file did.
         let modified = claimed.data.metadata().and_then(|m| m.modified()).ok();
-        let staging = StagingFile::adopt(&cfg.journal, &cfg.space, claimed.id, claimed.data)?;
+        let staging = StagingFile::adopt(&cfg.journal, &cfg.space, claimed.id, claimed.data, &claimed.record)?;
         let record = claimed.record;
         let explicit_mtime = record.mtime.as_deref().and_then(parse_time);
         let base = record.base_size.map(|size| BaseObject { etag: record.base_etag.clone(), size });

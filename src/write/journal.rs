@@ -1,31 +1,42 @@
 //! The journal: a record in the cache directory of every file being written, so that no
 //! written byte is lost when the daemon dies (kill -9, the OOM killer, a reboot).
 //!
-//! Each file being written is an entry of three files in `<cache dir>/writes/`:
+//! Each file being written is an entry of two files in `<cache dir>/writes/`:
 //! - `ID.data`: the staging file, the bytes written; its writer holds an exclusive `flock`
 //!   on it for as long as it lives, so an entry whose lock can be taken has lost its writer;
-//! - `ID.log`: the extent log, one line per change of the data (`w OFFSET LEN`,
-//!   `t SIZE`), appended before the change is acknowledged; `s` marks an upload that stored
-//!   everything before it, `m` a change of attributes. Replayed, it tells which bytes the
-//!   staging file holds and which are not stored yet;
-//! - `ID.json`: the [`Record`]: the store and key, the version the upload may replace,
-//!   the metadata, the upload in progress and the entry's [`State`]. It is replaced
-//!   atomically (written aside, renamed over).
+//! - `ID.log`: one line per change, appended before the change is relied on. Changes of
+//!   the data (`w OFFSET LEN`, `t SIZE`, ...) are appended before they are acknowledged;
+//!   `s` marks an upload that stored everything before it, `m` a change of attributes.
+//!   Replayed, they tell which bytes the staging file holds and which are not stored yet.
+//!   `r JSON` is the [`Record`] as of that line (the store and key, the version the
+//!   upload may replace, the metadata, the upload in progress, the entry's [`State`]); the
+//!   last whole one is the entry's. `p NUMBER ETAG` lists a part of the upload whose bytes
+//!   left the staging file, `P` forgets those listed before (a new upload): the record
+//!   does not repeat them, so a long stream's log grows by a line per part.
+//!
+//! A log with no record is no entry (yet): one being made, or a spare. Entries are made
+//! from spares when there are some: a finished entry's files are emptied and kept (still
+//! locked) for the next, because making and deleting files is what a stream of small files
+//! costs most here (an ext4 without a journal scans past every recently deleted inode to
+//! allocate one). A daemon's spares are removed when it ends, or by a later one once
+//! unlocked and a minute old.
 //!
 //! Against a crash of the daemon, writes to the page cache suffice. Against a reboot,
-//! an entry is fsynced (data, log, record, directory) before the state it records is
+//! an entry is fsynced (data, log, and the directory once) before the state it records is
 //! relied on: when a write-back close returns. Parts of a stream given back from the
-//! staging file need only the record (which lists them) durable before their holes.
+//! staging file need only the log (which lists them) durable before their holes.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{Precondition, PutOptions};
+use crate::store::{CompletedPart, Precondition, PutOptions};
 
 /// Where the entries live, below the cache directory.
 pub const WRITES_DIR: &str = "writes";
@@ -33,6 +44,13 @@ pub const WRITES_DIR: &str = "writes";
 /// Space kept aside for records when the disk fills up.
 const RESERVE: u64 = 1 << 20;
 const RESERVE_FILE: &str = "reserve";
+
+/// Emptied entries kept for new ones, at most.
+const MAX_SPARES: usize = 64;
+
+/// How old a dead daemon's spare is before another removes it (younger, it may be an
+/// entry being made).
+const SPARE_GRACE: Duration = Duration::from_secs(60);
 
 /// What became of a file being written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,16 +94,17 @@ pub struct Record {
     /// The multipart upload in progress, to abort (or finish) after a crash.
     pub upload_id: Option<String>,
     /// Parts of that upload whose bytes left the staging file: the upload holds the only
-    /// copy, so it is finished, never aborted, while the entry is kept.
-    #[serde(default)]
-    pub released: Vec<crate::store::CompletedPart>,
+    /// copy, so it is finished, never aborted, while the entry is kept. Logged as lines
+    /// of their own (read from a record of the earlier format).
+    #[serde(default, skip_serializing)]
+    pub released: Vec<CompletedPart>,
     /// Why the upload failed, for `xosfs recover --list`.
     pub error: Option<String>,
     /// Seconds since the epoch of the last change of state.
     pub updated: u64,
 }
 
-/// One line of the extent log.
+/// One line of the log that changes the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogOp {
     /// The state the entry starts from (at creation, or after a server-side copy made
@@ -114,7 +133,7 @@ pub enum LogOp {
 }
 
 impl LogOp {
-    fn line(self) -> String {
+    pub fn line(self) -> String {
         match self {
             LogOp::Begin { size, base_limit, must_upload } => {
                 format!("b {size} {base_limit} {}\n", u8::from(must_upload))
@@ -154,10 +173,81 @@ pub fn has_unsaved(ops: &[LogOp]) -> bool {
     })
 }
 
+/// What a log says, replayed: the record as of its last record line (none before the
+/// first), and the changes of the data. A line cut short by a crash (no newline, or not
+/// whole) is the last one, and ends the log.
+struct Replayed {
+    record: Option<Record>,
+    ops: Vec<LogOp>,
+}
+
+fn replay(text: &str) -> Replayed {
+    let mut replayed = Replayed { record: None, ops: Vec::new() };
+    let mut released = BTreeMap::new();
+    for line in text.split_inclusive('\n') {
+        let Some(line) = line.strip_suffix('\n') else { break };
+        if let Some(json) = line.strip_prefix("r ") {
+            let Ok(mut record) = serde_json::from_str::<Record>(json) else { break };
+            record.released = released.values().cloned().collect();
+            replayed.record = Some(record);
+        } else if let Some(part) = line.strip_prefix("p ") {
+            let Some((number, etag)) = part.split_once(' ') else { break };
+            let Ok(number) = number.parse() else { break };
+            released.insert(number, CompletedPart { number, etag: etag.to_string() });
+        } else if line == "P" {
+            released.clear();
+        } else {
+            let Some(op) = LogOp::parse(line) else { break };
+            replayed.ops.push(op);
+        }
+    }
+    replayed
+}
+
+/// What an entry's log lists of the released parts: number to ETag, `None` when unknown
+/// (after a failed append).
+pub type LoggedParts = Option<BTreeMap<i32, String>>;
+
+/// The log lines that record `record`: first those bringing the log's list of released
+/// parts from `logged` to the record's, then the record. `logged` becomes the record's
+/// list.
+pub fn record_lines(logged: &mut LoggedParts, record: &Record) -> std::io::Result<Vec<u8>> {
+    let wanted: BTreeMap<i32, &str> = record.released.iter().map(|p| (p.number, p.etag.as_str())).collect();
+    let kept = logged.as_ref().is_some_and(|l| l.iter().all(|(n, etag)| wanted.get(n) == Some(&etag.as_str())));
+    let mut text = String::new();
+    if !kept {
+        text.push_str("P\n");
+        *logged = Some(BTreeMap::new());
+    }
+    let listed = logged.get_or_insert_default();
+    for (&number, &etag) in &wanted {
+        if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(number) {
+            text.push_str(&format!("p {number} {etag}\n"));
+            slot.insert(etag.to_string());
+        }
+    }
+    text.push_str("r ");
+    let mut bytes = text.into_bytes();
+    serde_json::to_writer(&mut bytes, record).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
 /// The journal of one cache directory.
 pub struct Journal {
     dir: PathBuf,
     store: StoreId,
+    /// This daemon's emptied entries, locked, for new ones.
+    spares: Mutex<Vec<Entry>>,
+}
+
+/// An entry's open files: the data file (locked by its holder) and the log (appending).
+pub struct Entry {
+    pub id: String,
+    pub data: File,
+    pub log: File,
+    /// Its directory entries are durable (a durable save synced the directory).
+    pub dir_durable: bool,
 }
 
 /// An entry found in the journal.
@@ -181,7 +271,7 @@ pub struct Claimed {
 
 impl Journal {
     pub fn new(cache_dir: &Path, store: StoreId) -> Journal {
-        Journal { dir: cache_dir.join(WRITES_DIR), store }
+        Journal { dir: cache_dir.join(WRITES_DIR), store, spares: Mutex::new(Vec::new()) }
     }
 
     pub fn dir(&self) -> &Path {
@@ -192,35 +282,39 @@ impl Journal {
         &self.store
     }
 
-    /// The path of entry `id`'s file with `ext` (`data`, `log`, `json`).
+    /// The path of entry `id`'s file with `ext` (`data`, `log`).
     pub fn path(&self, id: &str, ext: &str) -> PathBuf {
         self.dir.join(format!("{id}.{ext}"))
     }
 
-    /// Every entry, oldest first; unreadable records are skipped with a warning.
+    /// Every entry, oldest first. Records of the earlier format (`ID.json`) are moved
+    /// into their logs first; unlocked spares older than [`SPARE_GRACE`] are removed.
     pub fn list(&self) -> std::io::Result<Vec<Found>> {
         let mut found = Vec::new();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
+        let names: Vec<String> = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => {
+                entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
             Err(e) => return Err(e),
         };
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = name.strip_suffix(".json") else { continue };
-            let record = match read_record(&entry.path()) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(entry = %entry.path().display(), "unreadable journal record: {e}");
-                    continue;
+        for id in names.iter().filter_map(|n| n.strip_suffix(".json")) {
+            if let Err(e) = self.migrate(id) {
+                tracing::warn!(entry = %self.path(id, "json").display(), "unreadable journal record: {e}");
+            }
+        }
+        let ids: std::collections::BTreeSet<&str> =
+            names.iter().filter_map(|n| n.strip_suffix(".log").or_else(|| n.strip_suffix(".data"))).collect();
+        for id in ids {
+            let data = File::open(self.path(id, "data"));
+            let live = matches!(&data, Ok(f) if !try_lock(f));
+            let Some(record) = self.read_log(id).record else {
+                if !live && self.untouched_for(id, SPARE_GRACE) {
+                    self.remove(id);
                 }
+                continue;
             };
-            let data = self.path(id, "data");
-            let live = match File::open(&data) {
-                Ok(f) => !try_lock(&f),
-                Err(_) => false,
-            };
-            let staged = std::fs::metadata(&data).map(|m| disk_bytes(&m)).unwrap_or(0);
+            let staged = data.and_then(|f| f.metadata()).map(|m| disk_bytes(&m)).unwrap_or(0);
             found.push(Found { id: id.to_string(), record, live, staged });
         }
         found.sort_by(|a, b| (a.record.updated, &a.id).cmp(&(b.record.updated, &b.id)));
@@ -233,11 +327,84 @@ impl Journal {
         if !try_lock(&data) {
             return Ok(None);
         }
-        let record = read_record(&self.path(id, "json"))?;
-        let log = std::fs::read_to_string(self.path(id, "log")).unwrap_or_default();
-        // A line cut short by a crash is the last one, and ends the log.
-        let ops = log.lines().map_while(LogOp::parse).collect();
+        let Replayed { record, ops } = self.read_log(id);
+        let record = record.ok_or_else(|| std::io::Error::other("the entry has no record"))?;
         Ok(Some(Claimed { id: id.to_string(), record, data, ops }))
+    }
+
+    /// Whether neither of entry `id`'s files changed for `time`.
+    fn untouched_for(&self, id: &str, time: Duration) -> bool {
+        ["log", "data"].iter().all(|ext| match std::fs::metadata(self.path(id, ext)).and_then(|m| m.modified()) {
+            Ok(modified) => modified.elapsed().unwrap_or_default() > time,
+            Err(_) => true,
+        })
+    }
+
+    fn read_log(&self, id: &str) -> Replayed {
+        replay(&String::from_utf8_lossy(&std::fs::read(self.path(id, "log")).unwrap_or_default()))
+    }
+
+    /// Appends `record` to a claimed entry's log (its released parts are listed there
+    /// already).
+    pub fn save_claimed(&self, claimed: &Claimed) -> std::io::Result<()> {
+        let log = std::fs::OpenOptions::new().append(true).open(self.path(&claimed.id, "log"))?;
+        let mut logged = Some(claimed.record.released.iter().map(|p| (p.number, p.etag.clone())).collect());
+        append_bytes(&log, &record_lines(&mut logged, &claimed.record)?)
+    }
+
+    /// An entry of the earlier format (data, log, `ID.json`) brought to this one: its
+    /// record appended to its log, durably, then the JSON file removed. Left alone while
+    /// a daemon holds it.
+    fn migrate(&self, id: &str) -> std::io::Result<()> {
+        let data = File::open(self.path(id, "data"))?;
+        if !try_lock(&data) {
+            return Ok(());
+        }
+        let json = self.path(id, "json");
+        let record: Record = serde_json::from_slice(&std::fs::read(&json)?).map_err(std::io::Error::other)?;
+        let log = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(self.path(id, "log"))?;
+        append_bytes(&log, &record_lines(&mut None, &record)?)?;
+        log.sync_all()?;
+        std::fs::remove_file(json)
+    }
+
+    /// A new entry, without a record yet: a spare when there is one, else new files
+    /// (the data file locked).
+    pub fn new_entry(&self) -> std::io::Result<Entry> {
+        if let Some(spare) = self.spares.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Ok(spare);
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
+        let open =
+            |path: &Path| std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path);
+        loop {
+            let id = format!("{}-{}-{:08x}", now_secs(), std::process::id(), rand::random::<u32>());
+            let data = match open(&self.path(&id, "data")) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            if !try_lock(&data) {
+                return Err(std::io::Error::other("cannot lock a new staging file"));
+            }
+            self.keep_reserve();
+            let log = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(self.path(&id, "log"))?;
+            return Ok(Entry { id, data, log, dir_durable: false });
+        }
+    }
+
+    /// Ends entry `entry`: emptied (the log first: it is no entry from then on) and kept
+    /// as a spare, or removed when there are spares enough or it cannot be emptied.
+    pub fn finish(&self, entry: Entry) {
+        let emptied = entry.log.set_len(0).and_then(|()| entry.data.set_len(0));
+        let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
+        if emptied.is_ok() && spares.len() < MAX_SPARES {
+            spares.push(entry);
+            return;
+        }
+        drop(spares);
+        self.remove(&entry.id);
     }
 
     /// Makes sure the reserve is there: a file of [`RESERVE`] bytes whose space a full
@@ -266,79 +433,36 @@ impl Journal {
         std::fs::remove_file(self.dir.join(RESERVE_FILE)).is_ok()
     }
 
+    /// Removes this daemon's spares: when it ends, its writers done.
+    pub fn remove_spares(&self) {
+        let spares = std::mem::take(&mut *self.spares.lock().unwrap_or_else(|e| e.into_inner()));
+        for spare in spares {
+            self.remove(&spare.id);
+        }
+    }
+
     /// Removes entry `id`'s files.
     pub fn remove(&self, id: &str) {
-        for ext in ["json", "log", "data"] {
+        for ext in ["log", "data"] {
             let _ = std::fs::remove_file(self.path(id, ext));
         }
     }
 }
 
-/// A new entry's files: the data file (locked), the log, no record yet.
-pub fn create_entry(journal: &Journal, key: &str) -> std::io::Result<(String, File, File)> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&journal.dir)?;
-    let base: String = key
-        .rsplit('/')
-        .next()
-        .unwrap_or("file")
-        .chars()
-        .map(|c| if c.is_alphanumeric() || ".-_".contains(c) { c } else { '_' })
-        .take(60)
-        .collect();
-    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let open = |path: &Path| std::fs::OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(path);
-    loop {
-        let id = format!("{}-{}-{:08x}-{base}", now.as_secs(), std::process::id(), rand::random::<u32>());
-        let data = match open(&journal.path(&id, "data")) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        };
-        if !try_lock(&data) {
-            return Err(std::io::Error::other("cannot lock a new staging file"));
-        }
-        journal.keep_reserve();
-        let log = std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(journal.path(&id, "log"))?;
-        return Ok((id, data, log));
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.remove_spares();
     }
 }
 
-/// Appends one line to an extent log.
+/// Appends one line to a log.
 pub fn append(log: &File, op: LogOp) -> std::io::Result<()> {
-    (&*log).write_all(op.line().as_bytes())
+    append_bytes(log, op.line().as_bytes())
 }
 
-/// Replaces the record at `path` atomically; `durable` waits until it is on disk.
-pub fn save_record(path: &Path, record: &Record, durable: bool) -> std::io::Result<()> {
-    save_record_with(path, record, if durable { Some(&[]) } else { None })
-}
-
-/// Replaces the record at `path` atomically. With `durable`, the record and those files
-/// are made durable first (their syncs run at once, so the filesystem can commit them
-/// together), then the rename: what a reboot finds is what the record says.
-pub fn save_record_with(path: &Path, record: &Record, durable: Option<&[&File]>) -> std::io::Result<()> {
-    let aside = path.with_extension("json.new");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&aside)?;
-    file.write_all(&serde_json::to_vec(record).map_err(std::io::Error::other)?)?;
-    let Some(first) = durable else {
-        return std::fs::rename(&aside, path);
-    };
-    std::thread::scope(|scope| {
-        let others: Vec<_> = first.iter().map(|f| scope.spawn(move || f.sync_data())).collect();
-        let own = file.sync_all();
-        others
-            .into_iter()
-            .map(|t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("sync panicked"))))
-            .chain([own])
-            .collect::<std::io::Result<Vec<()>>>()
-    })?;
-    std::fs::rename(&aside, path)?;
-    File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
-fn read_record(path: &Path) -> std::io::Result<Record> {
-    serde_json::from_slice(&std::fs::read(path)?).map_err(std::io::Error::other)
+/// Appends whole lines to a log, in one write (the log is opened to append).
+pub fn append_bytes(log: &File, lines: &[u8]) -> std::io::Result<()> {
+    (&*log).write_all(lines)
 }
 
 /// Takes the exclusive lock on `file` without waiting; false while another holds it.
@@ -368,6 +492,27 @@ pub fn age(updated: u64) -> Duration {
 mod tests {
     use super::*;
 
+    fn record(key: &str, state: State) -> Record {
+        Record {
+            store: StoreId::default(),
+            key: key.into(),
+            state,
+            expect: Precondition::Absent,
+            base_etag: None,
+            base_size: None,
+            opts: PutOptions::default(),
+            mtime: None,
+            upload_id: None,
+            released: Vec::new(),
+            error: None,
+            updated: now_secs(),
+        }
+    }
+
+    fn part(number: i32) -> CompletedPart {
+        CompletedPart { number, etag: format!("\"etag-{number}\"") }
+    }
+
     #[test]
     fn log_lines_round_trip_and_a_torn_line_ends_the_log() {
         let ops = [
@@ -378,40 +523,123 @@ mod tests {
             LogOp::Stored,
             LogOp::Meta,
         ];
-        let mut text: String = ops.iter().map(|op| op.line()).collect();
-        text.push_str("w 7");
-        let parsed: Vec<LogOp> = text.lines().map_while(LogOp::parse).collect();
-        assert_eq!(parsed, ops);
+        let whole: String = ops.iter().map(|op| op.line()).collect();
+        assert_eq!(replay(&format!("{whole}w 7")).ops, ops);
+        // Cut inside its last number, a line may still read as a line: without its
+        // newline it is not one.
+        assert_eq!(replay(&format!("{whole}w 7 1")).ops, ops);
     }
 
     #[test]
-    fn an_entry_is_live_while_its_data_file_is_locked() {
+    fn the_record_is_the_last_whole_one_with_the_parts_listed_before_it() {
+        let mut logged = Some(BTreeMap::new());
+        let mut log = Vec::new();
+        let mut first = record("k", State::Open);
+        first.upload_id = Some("u1".into());
+        first.released = vec![part(1), part(2)];
+        log.extend(record_lines(&mut logged, &first).unwrap());
+        log.extend(LogOp::Write { offset: 0, len: 4 }.line().into_bytes());
+        let mut second = first.clone();
+        second.released.push(part(3));
+        let lines = record_lines(&mut logged, &second).unwrap();
+        let text = String::from_utf8(lines.clone()).unwrap();
+        assert!(text.starts_with("p 3 \"etag-3\"\nr {"), "only the new part is listed: {text}");
+        assert!(!text.contains("released"), "the record does not repeat the parts");
+        log.extend(lines);
+        let replayed = replay(std::str::from_utf8(&log).unwrap());
+        assert_eq!(replayed.record.unwrap().released, vec![part(1), part(2), part(3)]);
+        assert_eq!(replayed.ops, [LogOp::Write { offset: 0, len: 4 }]);
+
+        // A new upload forgets the parts; a torn record leaves the one before.
+        let mut third = second.clone();
+        third.upload_id = Some("u2".into());
+        third.released = vec![part(1)];
+        let lines = record_lines(&mut logged, &third).unwrap();
+        assert!(String::from_utf8_lossy(&lines).starts_with("P\np 1 \"etag-1\"\nr {"));
+        log.extend(&lines);
+        assert_eq!(replay(std::str::from_utf8(&log).unwrap()).record.unwrap().upload_id.as_deref(), Some("u2"));
+        log.truncate(log.len() - 5);
+        let torn = replay(std::str::from_utf8(&log).unwrap()).record.unwrap();
+        assert_eq!((torn.upload_id.as_deref(), torn.released.len()), (Some("u1"), 3));
+    }
+
+    #[test]
+    fn an_entry_is_live_while_its_data_file_is_locked_and_a_finished_one_is_a_spare() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::new(dir.path(), StoreId::default());
-        let (id, data, _log) = create_entry(&journal, "a/b/c.txt").unwrap();
-        let record = Record {
-            store: StoreId::default(),
-            key: "a/b/c.txt".into(),
-            state: State::Closed,
-            expect: Precondition::Absent,
-            base_etag: None,
-            base_size: None,
-            opts: PutOptions::default(),
-            mtime: None,
-            upload_id: None,
-            released: Vec::new(),
-            error: None,
-            updated: now_secs(),
-        };
-        save_record(&journal.path(&id, "json"), &record, true).unwrap();
+        let entry = journal.new_entry().unwrap();
+        assert!(journal.list().unwrap().is_empty(), "no record, no entry");
+        append_bytes(&entry.log, &record_lines(&mut None, &record("a/b/c.txt", State::Closed)).unwrap()).unwrap();
         let found = journal.list().unwrap();
         assert_eq!((found.len(), found[0].live, found[0].record.key.as_str()), (1, true, "a/b/c.txt"));
-        assert!(journal.claim(&id).unwrap().is_none(), "a live entry is not taken");
-        drop(data);
+        assert!(journal.claim(&entry.id).unwrap().is_none(), "a live entry is not taken");
+
+        let id = entry.id.clone();
+        journal.finish(entry);
+        assert!(journal.list().unwrap().is_empty(), "a finished entry is no entry");
+        let again = journal.new_entry().unwrap();
+        assert_eq!(again.id, id, "its files are used again");
+        assert_eq!((again.log.metadata().unwrap().len(), again.data.metadata().unwrap().len()), (0, 0));
+
+        append_bytes(&again.log, &record_lines(&mut None, &record("d", State::Closed)).unwrap()).unwrap();
+        drop(again);
         let claimed = journal.claim(&id).unwrap().expect("the writer is gone");
-        assert_eq!(claimed.record.state, State::Closed);
+        assert_eq!(claimed.record.key, "d");
         assert!(journal.list().unwrap()[0].live, "held by its claimer");
         journal.remove(&id);
         assert!(journal.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn spares_go_with_their_daemon_or_once_old_and_unlocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path(), StoreId::default());
+        let (a, b) = (journal.new_entry().unwrap(), journal.new_entry().unwrap());
+        let b_id = b.id.clone();
+        journal.finish(a);
+        drop(b);
+        let files = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(files(journal.dir()).len(), 5, "two entries and the reserve");
+        drop(journal);
+        assert_eq!(
+            files(&dir.path().join(WRITES_DIR)),
+            [format!("{b_id}.data"), format!("{b_id}.log"), "reserve".into()]
+        );
+
+        // Unlocked and without a record, b is left alone while young, removed once old.
+        let journal = Journal::new(dir.path(), StoreId::default());
+        journal.list().unwrap();
+        assert_eq!(files(journal.dir()).len(), 3);
+        let old = SystemTime::now() - SPARE_GRACE * 2;
+        for ext in ["log", "data"] {
+            File::options().write(true).open(journal.path(&b_id, ext)).unwrap().set_modified(old).unwrap();
+        }
+        journal.list().unwrap();
+        assert_eq!(files(journal.dir()), ["reserve"]);
+    }
+
+    #[test]
+    fn an_entry_of_the_earlier_format_is_moved_into_its_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path(), StoreId::default());
+        std::fs::create_dir_all(journal.dir()).unwrap();
+        std::fs::write(journal.path("old", "data"), b"data").unwrap();
+        std::fs::write(journal.path("old", "log"), "b 0 0 1\nw 0 4\n").unwrap();
+        let mut old = serde_json::to_value(record("k", State::Closed)).unwrap();
+        old["released"] = serde_json::to_value(vec![part(1)]).unwrap();
+        std::fs::write(journal.path("old", "json"), old.to_string()).unwrap();
+        let found = journal.list().unwrap();
+        assert_eq!((found.len(), found[0].record.released.as_slice()), (1, &[part(1)][..]));
+        assert!(!journal.path("old", "json").exists());
+        let claimed = journal.claim("old").unwrap().unwrap();
+        assert_eq!(claimed.ops.len(), 2);
+        assert_eq!(claimed.record.state, State::Closed);
     }
 }

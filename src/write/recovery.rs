@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
-use super::journal::{age, has_unsaved, save_record, Claimed, Found, Record, State};
+use super::journal::{age, has_unsaved, Claimed, Found, Record, State};
 use super::{WriteConfig, WriteError, WriterHandle};
 use crate::store::ObjectStore;
 
@@ -162,8 +162,7 @@ async fn settle(client: &Arc<dyn ObjectStore>, cfg: &Arc<WriteConfig>, found: Fo
             drop_entry(claimed)
         }
         State::Open | State::Failed => {
-            let saved = save_record(&journal.path(&claimed.id, "json"), &claimed.record, false);
-            if let Err(e) = saved {
+            if let Err(e) = journal.save_claimed(&claimed) {
                 warn!(key = %key, "cannot update the journal entry: {e}");
             }
             warn!(key = %key, ?state, "a file the last daemon did not store is kept in the cache directory: see xosfs recover --list");

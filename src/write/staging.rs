@@ -9,9 +9,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use super::journal::{append, create_entry, disk_bytes, save_record, save_record_with, Journal, LogOp, Record};
+use super::journal::{append, append_bytes, disk_bytes, record_lines, Entry, Journal, LogOp, LoggedParts, Record};
 use super::space::StagingSpace;
 
 pub struct StagingFile {
@@ -19,6 +19,10 @@ pub struct StagingFile {
     id: String,
     file: Arc<File>,
     log: Arc<File>,
+    /// The released parts the log lists.
+    logged: Mutex<LoggedParts>,
+    /// The entry's directory entries are durable.
+    dir_durable: Arc<AtomicBool>,
     /// Set when the entry must outlive the handle (its data is not stored).
     keep: AtomicBool,
     space: Arc<StagingSpace>,
@@ -35,23 +39,26 @@ impl StagingFile {
         record: &Record,
         begin: LogOp,
     ) -> std::io::Result<StagingFile> {
-        let (id, file, log) = create_entry(journal, &record.key)?;
-        let staging = StagingFile::new(journal, space, id, file, log);
-        append(&staging.log, begin)?;
-        save_record(&staging.journal.path(&staging.id, "json"), record, false)?;
+        let staging = StagingFile::new(journal, space, journal.new_entry()?, Some(Default::default()));
+        let mut lines = begin.line().into_bytes();
+        lines.extend(staging.record_lines(record)?);
+        append_bytes(&staging.log, &lines)?;
         Ok(staging)
     }
 
     /// Entry `id` of a writer that died, its (locked) data file `data`, taken over to
-    /// finish its upload.
+    /// finish its upload; `record` is what its log says.
     pub fn adopt(
         journal: &Arc<Journal>,
         space: &Arc<StagingSpace>,
         id: String,
         data: File,
+        record: &Record,
     ) -> std::io::Result<StagingFile> {
         let log = std::fs::OpenOptions::new().append(true).open(journal.path(&id, "log"))?;
-        let staging = StagingFile::new(journal, space, id, data, log);
+        let logged = record.released.iter().map(|p| (p.number, p.etag.clone())).collect();
+        let entry = Entry { id, data, log, dir_durable: false };
+        let staging = StagingFile::new(journal, space, entry, Some(logged));
         // What it holds counts against the limit like any staging file's bytes.
         let held = staging.file.metadata().map(|m| disk_bytes(&m)).unwrap_or(0);
         if staging.space.try_take(held) {
@@ -60,12 +67,14 @@ impl StagingFile {
         Ok(staging)
     }
 
-    fn new(journal: &Arc<Journal>, space: &Arc<StagingSpace>, id: String, file: File, log: File) -> StagingFile {
+    fn new(journal: &Arc<Journal>, space: &Arc<StagingSpace>, entry: Entry, logged: LoggedParts) -> StagingFile {
         StagingFile {
             journal: journal.clone(),
-            id,
-            file: Arc::new(file),
-            log: Arc::new(log),
+            id: entry.id,
+            file: Arc::new(entry.data),
+            log: Arc::new(entry.log),
+            logged: Mutex::new(logged),
+            dir_durable: Arc::new(AtomicBool::new(entry.dir_durable)),
             keep: AtomicBool::new(false),
             space: space.clone(),
             charged: AtomicU64::new(0),
@@ -175,23 +184,57 @@ impl StagingFile {
         blocking(move || append(&log, op)).await
     }
 
-    /// Replaces the entry's record; `durable` first makes the data, the log and the new
-    /// record durable, then renames it into place: what a reboot finds is what the record
-    /// says.
-    pub async fn save(&self, record: Record, durable: bool) -> std::io::Result<()> {
-        let (file, log, path) = (self.file.clone(), self.log.clone(), self.journal.path(&self.id, "json"));
-        blocking(move || save_record_with(&path, &record, durable.then_some(&[&*file, &*log][..]))).await
+    /// The log lines recording `record` (see [`record_lines`]).
+    fn record_lines(&self, record: &Record) -> std::io::Result<Vec<u8>> {
+        record_lines(&mut self.logged.lock().unwrap_or_else(|e| e.into_inner()), record)
     }
 
-    /// Replaces the entry's record durably, without syncing the data or the log: a
-    /// release of stored parts relies only on the record (the upload holds those parts)
-    /// being on disk before their holes are. Syncing the staged bytes too wrote the whole
-    /// stream to the disk inside its writes, a third of a streamed write's time; bytes of
-    /// a file still open have no promise across a reboot until a write-back close commits
-    /// them.
+    /// Records `record` in the log; `durable` waits until the data, the log and (once)
+    /// the directory are on disk: what a reboot finds is what the record says.
+    pub async fn save(&self, record: Record, durable: bool) -> std::io::Result<()> {
+        self.append_record(record, durable.then_some(true)).await
+    }
+
+    /// Records `record` durably, without syncing the data: a release of stored parts
+    /// relies only on the log (which lists them; the upload holds those parts) being on
+    /// disk before their holes are. Syncing the staged bytes too wrote the whole stream
+    /// to the disk inside its writes, a third of a streamed write's time; bytes of a file
+    /// still open have no promise across a reboot until a write-back close commits them.
     pub async fn save_record_only(&self, record: Record) -> std::io::Result<()> {
-        let path = self.journal.path(&self.id, "json");
-        blocking(move || save_record_with(&path, &record, Some(&[]))).await
+        self.append_record(record, Some(false)).await
+    }
+
+    /// Appends `record` to the log; with `sync`, waits for the log, the directory (once)
+    /// and, with `sync` true, the data to be on disk, their syncs run at once so the
+    /// filesystem can write them together.
+    async fn append_record(&self, record: Record, sync: Option<bool>) -> std::io::Result<()> {
+        let lines = self.record_lines(&record)?;
+        let (file, log, dir_durable) = (self.file.clone(), self.log.clone(), self.dir_durable.clone());
+        let dir = self.journal.dir().to_path_buf();
+        let appended = blocking(move || {
+            append_bytes(&log, &lines)?;
+            let Some(sync_data) = sync else { return Ok(()) };
+            let fresh = !dir_durable.load(Ordering::Acquire);
+            std::thread::scope(|scope| {
+                let data = sync_data.then(|| scope.spawn(|| file.sync_data()));
+                let dir = fresh.then(|| scope.spawn(|| File::open(&dir)?.sync_all()));
+                let own = log.sync_data();
+                [data, dir]
+                    .into_iter()
+                    .flatten()
+                    .map(|t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("sync panicked"))))
+                    .chain([own])
+                    .collect::<std::io::Result<Vec<()>>>()
+            })?;
+            dir_durable.store(true, Ordering::Release);
+            Ok(())
+        })
+        .await;
+        if appended.is_err() {
+            // What the log lists is unknown now: the next record lists every part again.
+            *self.logged.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        appended
     }
 
     /// Keeps the entry after the handle is gone (its data is not stored).
@@ -203,8 +246,20 @@ impl StagingFile {
 impl Drop for StagingFile {
     fn drop(&mut self) {
         self.space.give(self.charged.load(Ordering::Acquire));
-        if !self.keep.load(Ordering::Acquire) {
-            self.journal.remove(&self.id);
+        if self.keep.load(Ordering::Acquire) {
+            return;
+        }
+        // The files go on as a spare, through descriptors of their own (sharing the
+        // lock), unless a task still uses them.
+        let unshared = Arc::strong_count(&self.file) == 1 && Arc::strong_count(&self.log) == 1;
+        let files = unshared.then(|| self.file.try_clone().and_then(|data| Ok((data, self.log.try_clone()?))));
+        let id = std::mem::take(&mut self.id);
+        match files {
+            Some(Ok((data, log))) => {
+                let dir_durable = self.dir_durable.load(Ordering::Acquire);
+                self.journal.finish(Entry { id, data, log, dir_durable });
+            }
+            _ => self.journal.remove(&id),
         }
     }
 }
@@ -236,18 +291,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn holes_read_as_zeros_changes_are_logged_and_drop_removes_the_entry() {
+    async fn holes_read_as_zeros_changes_are_logged_and_drop_ends_the_entry() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(Journal::new(dir.path(), StoreId::default()));
         let space = Arc::new(StagingSpace::new(Some(1 << 20)));
         let f = StagingFile::create(&journal, &space, &record("a/b/movie.mp4"), LogOp::Stored).unwrap();
-        assert!(f.path().file_name().unwrap().to_str().unwrap().ends_with("movie.mp4.data"));
+        assert!(f.path().file_name().unwrap().to_str().unwrap().ends_with(".data"));
         f.write_at(10, bytes::Bytes::from_static(b"abc"), true).await.unwrap();
         assert_eq!(f.read_at(8, 8).await.unwrap(), b"\0\0abc\0\0\0");
         f.set_len(11).await.unwrap();
         assert_eq!(f.read_at(8, 8).await.unwrap(), b"\0\0a\0\0\0\0\0");
         let id = f.id.clone();
-        assert_eq!(std::fs::read_to_string(journal.path(&id, "log")).unwrap(), "s\nw 10 3\nt 11\n");
+        let log = std::fs::read_to_string(journal.path(&id, "log")).unwrap();
+        let lines: Vec<&str> = log.lines().map(|l| l.split_once(" {").map_or(l, |(kind, _)| kind)).collect();
+        assert_eq!(lines, ["s", "r", "w 10 3", "t 11"], "{log}");
         assert!(f.take_room(1000));
         assert_eq!(space.used(), 1000);
         f.release(0..8192).await.unwrap();
@@ -255,8 +312,10 @@ mod tests {
         assert!(f.take_room(500));
         drop(f);
         assert_eq!(space.used(), 0, "a dropped entry gives back what it held");
-        let left: Vec<_> = std::fs::read_dir(journal.dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, ["reserve"], "data, log and record removed; the disk reserve stays");
+        assert!(journal.list().unwrap().is_empty(), "no entry is left");
+        let spare = journal.new_entry().unwrap();
+        assert_eq!(spare.id, id, "its files are a spare");
+        assert_eq!(spare.log.metadata().unwrap().len() + spare.data.metadata().unwrap().len(), 0);
     }
 
     #[tokio::test]
