@@ -16,20 +16,12 @@ use crate::store::{ErrorKind, ObjectInfo};
 impl Fs {
     /// Finds `name` in `parent`; on success the kernel holds one more reference to it.
     pub async fn lookup(&self, parent: u64, name: &str) -> Result<Attr, FsError> {
+        if let Some(answer) = self.lookup_cached(parent, name) {
+            return answer;
+        }
         let dir = self.inode(parent)?;
-        if dir.kind != Kind::Directory {
-            return Err(FsError::NotDirectory);
-        }
-        if name.len() > NAME_MAX {
-            return Err(FsError::NameTooLong);
-        }
-        if invalid_name_reason(name).is_some() {
-            return Err(FsError::NotFound);
-        }
         let inode = match self.inodes.child(parent, name) {
-            Some(known) if !self.needs_revalidation(&known) => known,
             Some(_) => self.resolve_child(&dir, name).await?,
-            None if self.known_missing(&dir, name) => return Err(FsError::NotFound),
             None => match self.resolve_child(&dir, name).await {
                 Err(FsError::NotFound) => {
                     if !self.cfg.negative_ttl.is_zero() {
@@ -43,9 +35,35 @@ impl Fs {
                 other => other?,
             },
         };
-        self.inodes.remember(&inode);
+        Ok(self.found(&inode))
+    }
+
+    /// What [`Fs::lookup`] answers without asking the store, `None` when it must ask:
+    /// cheap enough to answer on the thread that received the request.
+    pub fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<Attr, FsError>> {
+        let dir = match self.inode(parent) {
+            Ok(dir) if dir.kind != Kind::Directory => return Some(Err(FsError::NotDirectory)),
+            Ok(dir) => dir,
+            Err(e) => return Some(Err(e)),
+        };
+        if name.len() > NAME_MAX {
+            return Some(Err(FsError::NameTooLong));
+        }
+        if invalid_name_reason(name).is_some() {
+            return Some(Err(FsError::NotFound));
+        }
+        match self.inodes.child(parent, name) {
+            Some(known) if !self.needs_revalidation(&known) => Some(Ok(self.found(&known))),
+            None if self.known_missing(&dir, name) => Some(Err(FsError::NotFound)),
+            _ => None,
+        }
+    }
+
+    /// A lookup's answer: the kernel holds one more reference to `inode`.
+    fn found(&self, inode: &Arc<Inode>) -> Attr {
+        self.inodes.remember(inode);
         self.prune_inodes();
-        Ok(self.attr_of(&inode))
+        self.attr_of(inode)
     }
 
     /// Whether `name` (not in the inode table) is known not to exist without asking the
@@ -146,24 +164,44 @@ impl Fs {
     /// replaced) while open keeps answering for its descriptors with no links, as on a
     /// local disk; with none open it is gone.
     pub async fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
+        if let Some(answer) = self.getattr_cached(ino) {
+            return answer;
+        }
         let inode = self.inode(ino)?;
+        let linked = match self.revalidate(&inode).await {
+            Ok(_) => true,
+            // The store lost it: revalidate took the name away.
+            Err(FsError::NotFound) => false,
+            Err(e) => return Err(e),
+        };
+        self.attr_without_revalidation(&inode, linked)
+    }
+
+    /// What [`Fs::getattr`] answers without asking the store, `None` when it must ask.
+    pub fn getattr_cached(&self, ino: u64) -> Option<Result<Attr, FsError>> {
+        let inode = match self.inode(ino) {
+            Ok(inode) => inode,
+            Err(e) => return Some(Err(e)),
+        };
         if inode.kind == Kind::Directory {
-            return Ok(self.attr_of(&inode));
+            return Some(Ok(self.attr_of(&inode)));
         }
-        let mut linked = self.inodes.is_linked(&inode);
+        let linked = self.inodes.is_linked(&inode);
         if linked && self.needs_revalidation(&inode) {
-            match self.revalidate(&inode).await {
-                Ok(_) => {}
-                // The store lost it: revalidate took the name away.
-                Err(FsError::NotFound) => linked = false,
-                Err(e) => return Err(e),
-            }
+            return None;
         }
+        Some(self.attr_without_revalidation(&inode, linked))
+    }
+
+    /// The attributes of file `inode`, as known: through its name while `linked`, else
+    /// through a descriptor still open.
+    fn attr_without_revalidation(&self, inode: &Inode, linked: bool) -> Result<Attr, FsError> {
+        let ino = inode.ino;
         if linked {
-            return Ok(self.attr_of(&inode));
+            return Ok(self.attr_of(inode));
         }
         let open = self.files.iter().find(|f| f.ino == ino).map(|f| f.value().clone()).ok_or(FsError::NotFound)?;
-        let mut attr = self.attr_of(&inode);
+        let mut attr = self.attr_of(inode);
         attr.nlink = 0;
         // Its writer is no longer the file's latest (unlink let go of it), but still this
         // descriptor's.

@@ -247,3 +247,33 @@ fn a_threads_process_is_its_thread_group() {
     drop(done_tx);
     thread.join().unwrap();
 }
+
+#[tokio::test]
+async fn lookups_and_stats_memory_can_answer_are_answered_without_a_runtime_or_a_request() {
+    let f = fixture();
+    f.put_many(1).await;
+    let dir = f.fs.lookup(ROOT_INO, "d").await.unwrap();
+    assert!(f.fs.lookup_cached(dir.ino, "f00000").is_none(), "never seen: the store is asked");
+    let file = f.fs.lookup(dir.ino, "f00000").await.unwrap();
+    assert_eq!(f.fs.lookup(dir.ino, "gone").await.map(|a| a.ino).map_err(|e| e.errno()), Err(libc::ENOENT));
+    f.memory.reset_requests();
+    // From a thread of its own, as the FUSE session's: nothing here may need the runtime.
+    let fs = &f.fs;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert_eq!(fs.lookup_cached(dir.ino, "f00000").unwrap().unwrap().ino, file.ino);
+            assert_eq!(
+                fs.lookup_cached(dir.ino, "gone").unwrap().map(|a| a.ino).map_err(|e| e.errno()),
+                Err(libc::ENOENT)
+            );
+            assert_eq!(fs.getattr_cached(file.ino).unwrap().unwrap().size, 1);
+            assert_eq!(fs.getattr_cached(ROOT_INO).unwrap().unwrap().ino, ROOT_INO);
+            assert_eq!(
+                fs.lookup_cached(file.ino, "x").unwrap().map(|a| a.ino).map_err(|e| e.errno()),
+                Err(libc::ENOTDIR)
+            );
+        });
+    });
+    let sent: u64 = ["HeadObject", "ListObjects", "ListObjectsV2"].iter().map(|op| f.memory.requests(op)).sum();
+    assert_eq!(sent, 0);
+}
