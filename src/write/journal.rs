@@ -22,8 +22,9 @@
 //! unlocked and a minute old.
 //!
 //! Against a crash of the daemon, writes to the page cache suffice. Against a reboot,
-//! an entry is fsynced (data, log, and the directory once) before the state it records is
-//! relied on: when a write-back close returns. Parts of a stream given back from the
+//! an entry is fsynced before the state it records is relied on (when a write-back close
+//! returns): its data, and only then is the record appended and the log (and, once, the
+//! directory) synced, so a closed file's record never reaches the disk before its bytes. Parts of a stream given back from the
 //! staging file need only the log (which lists them) durable before their holes.
 
 use std::collections::BTreeMap;

@@ -189,8 +189,8 @@ impl StagingFile {
         record_lines(&mut self.logged.lock().unwrap_or_else(|e| e.into_inner()), record)
     }
 
-    /// Records `record` in the log; `durable` waits until the data, the log and (once)
-    /// the directory are on disk: what a reboot finds is what the record says.
+    /// Records `record` in the log; `durable` waits until the data, then the log and
+    /// (once) the directory are on disk: what a reboot finds is what the record says.
     pub async fn save(&self, record: Record, durable: bool) -> std::io::Result<()> {
         self.append_record(record, durable.then_some(true)).await
     }
@@ -204,29 +204,27 @@ impl StagingFile {
         self.append_record(record, Some(false)).await
     }
 
-    /// Appends `record` to the log; with `sync`, waits for the log, the directory (once)
-    /// and, with `sync` true, the data to be on disk, their syncs run at once so the
-    /// filesystem can write them together.
+    /// Appends `record` to the log; with `sync`, waits for the log and the directory
+    /// (once) to be on disk, and with `sync` true for the data first: the record must not
+    /// reach the disk before the bytes it speaks for (the page cache may write the log
+    /// back at any moment), or a reboot could find a closed file whose bytes are not there.
     async fn append_record(&self, record: Record, sync: Option<bool>) -> std::io::Result<()> {
         let lines = self.record_lines(&record)?;
         let (file, log, dir_durable) = (self.file.clone(), self.log.clone(), self.dir_durable.clone());
         let dir = self.journal.dir().to_path_buf();
         let appended = blocking(move || {
+            if sync == Some(true) {
+                file.sync_data()?;
+            }
             append_bytes(&log, &lines)?;
-            let Some(sync_data) = sync else { return Ok(()) };
-            let fresh = !dir_durable.load(Ordering::Acquire);
-            std::thread::scope(|scope| {
-                let data = sync_data.then(|| scope.spawn(|| file.sync_data()));
-                let dir = fresh.then(|| scope.spawn(|| File::open(&dir)?.sync_all()));
-                let own = log.sync_data();
-                [data, dir]
-                    .into_iter()
-                    .flatten()
-                    .map(|t| t.join().unwrap_or_else(|_| Err(std::io::Error::other("sync panicked"))))
-                    .chain([own])
-                    .collect::<std::io::Result<Vec<()>>>()
-            })?;
-            dir_durable.store(true, Ordering::Release);
+            if sync.is_none() {
+                return Ok(());
+            }
+            log.sync_data()?;
+            if !dir_durable.load(Ordering::Acquire) {
+                File::open(&dir)?.sync_all()?;
+                dir_durable.store(true, Ordering::Release);
+            }
             Ok(())
         })
         .await;
