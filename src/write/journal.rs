@@ -209,6 +209,11 @@ fn replay(text: &str) -> Replayed {
 /// (after a failed append).
 pub type LoggedParts = Option<BTreeMap<i32, String>>;
 
+/// What a log lists once it lists `parts`.
+pub fn listing(parts: &[CompletedPart]) -> LoggedParts {
+    Some(parts.iter().map(|p| (p.number, p.etag.clone())).collect())
+}
+
 /// The log lines that record `record`: first those bringing the log's list of released
 /// parts from `logged` to the record's, then the record. `logged` becomes the record's
 /// list.
@@ -349,8 +354,7 @@ impl Journal {
     /// already).
     pub fn save_claimed(&self, claimed: &Claimed) -> std::io::Result<()> {
         let log = std::fs::OpenOptions::new().append(true).open(self.path(&claimed.id, "log"))?;
-        let mut logged = Some(claimed.record.released.iter().map(|p| (p.number, p.etag.clone())).collect());
-        append_bytes(&log, &record_lines(&mut logged, &claimed.record)?)
+        append_bytes(&log, &record_lines(&mut listing(&claimed.record.released), &claimed.record)?)
     }
 
     /// An entry of the earlier format (data, log, `ID.json`) brought to this one: its

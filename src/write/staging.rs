@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::journal::{append, append_bytes, disk_bytes, record_lines, Entry, Journal, LogOp, LoggedParts, Record};
+use super::journal::{
+    append, append_bytes, disk_bytes, listing, record_lines, Entry, Journal, LogOp, LoggedParts, Record,
+};
 use super::space::StagingSpace;
 
 pub struct StagingFile {
@@ -56,9 +58,8 @@ impl StagingFile {
         record: &Record,
     ) -> std::io::Result<StagingFile> {
         let log = std::fs::OpenOptions::new().append(true).open(journal.path(&id, "log"))?;
-        let logged = record.released.iter().map(|p| (p.number, p.etag.clone())).collect();
         let entry = Entry { id, data, log, dir_durable: false };
-        let staging = StagingFile::new(journal, space, entry, Some(logged));
+        let staging = StagingFile::new(journal, space, entry, listing(&record.released));
         // What it holds counts against the limit like any staging file's bytes.
         let held = staging.file.metadata().map(|m| disk_bytes(&m)).unwrap_or(0);
         if staging.space.try_take(held) {
