@@ -193,7 +193,7 @@ impl StagingFile {
     /// Records `record` in the log; `durable` waits until the data, then the log and
     /// (once) the directory are on disk: what a reboot finds is what the record says.
     pub async fn save(&self, record: Record, durable: bool) -> std::io::Result<()> {
-        self.append_record(record, durable.then_some(true)).await
+        self.append_record(record, if durable { Sync::DataThenLog } else { Sync::None }).await
     }
 
     /// Records `record` durably, without syncing the data: a release of stored parts
@@ -202,23 +202,21 @@ impl StagingFile {
     /// to the disk inside its writes, a third of a streamed write's time; bytes of a file
     /// still open have no promise across a reboot until a write-back close commits them.
     pub async fn save_record_only(&self, record: Record) -> std::io::Result<()> {
-        self.append_record(record, Some(false)).await
+        self.append_record(record, Sync::Log).await
     }
 
-    /// Appends `record` to the log; with `sync`, waits for the log and the directory
-    /// (once) to be on disk, and with `sync` true for the data first: the record must not
-    /// reach the disk before the bytes it speaks for (the page cache may write the log
-    /// back at any moment), or a reboot could find a closed file whose bytes are not there.
-    async fn append_record(&self, record: Record, sync: Option<bool>) -> std::io::Result<()> {
+    /// Appends `record` to the log and waits for what `sync` names to be on disk (with
+    /// the log, the directory once).
+    async fn append_record(&self, record: Record, sync: Sync) -> std::io::Result<()> {
         let lines = self.record_lines(&record)?;
         let (file, log, dir_durable) = (self.file.clone(), self.log.clone(), self.dir_durable.clone());
         let dir = self.journal.dir().to_path_buf();
         let appended = blocking(move || {
-            if sync == Some(true) {
+            if sync == Sync::DataThenLog {
                 file.sync_data()?;
             }
             append_bytes(&log, &lines)?;
-            if sync.is_none() {
+            if sync == Sync::None {
                 return Ok(());
             }
             log.sync_data()?;
@@ -240,6 +238,17 @@ impl StagingFile {
     pub fn keep(&self) {
         self.keep.store(true, Ordering::Release);
     }
+}
+
+/// What a record's save waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sync {
+    None,
+    Log,
+    /// The data before the record is appended: the record must not reach the disk before
+    /// the bytes it speaks for (the page cache may write the log back at any moment), or a
+    /// reboot could find a closed file whose bytes are not there.
+    DataThenLog,
 }
 
 impl Drop for StagingFile {
