@@ -529,6 +529,9 @@ impl Filesystem for FuseAdapter {
             match fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len).await {
                 // The core copies no more than a reply can count.
                 Ok(copied) => reply.written(copied as u32),
+                // Not a copy the store makes: the kernel copies the bytes instead, which is
+                // no error worth a line.
+                Err(e @ FsError::NotSupported) => reply.error(Errno::from_i32(e.errno())),
                 Err(e) => reply.error(errno(e)),
             }
         });

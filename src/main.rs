@@ -105,16 +105,28 @@ fn usage_error(e: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// The runtime's workers: one per two cores. The FUSE session threads copy requests in
+/// and out and the blocking pool does the staging and disk-cache I/O, so the runtime only
+/// drives the network; a worker per core made every request wake an idle sibling as
+/// well (on 2 cores, 1 worker took a seventh less CPU for 1,000 small files and for a
+/// 1 GiB write, and read as fast).
+fn runtime_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
 fn run(config: Config, report: StartupReport) -> ExitCode {
     if let Err(e) = init_logging(&config, report.is_daemon()) {
         report.failed(&format!("cannot open log file: {e}"));
         return ExitCode::from(1);
     }
-    // One worker per core (the default): requests never block a worker, and more workers
-    // than cores only add context switches to every request.
     // Nested filesystem futures (rename over a writer's flush over a multipart upload) are
     // polled on the worker's stack; unoptimized builds overflowed tokio's 2 MiB default.
-    let rt = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(8 << 20).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(runtime_workers())
+        .thread_stack_size(8 << 20)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             report.failed(&format!("cannot start the runtime: {e}"));

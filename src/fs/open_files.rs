@@ -380,7 +380,9 @@ impl Fs {
     pub async fn flush(&self, fh: u64, pid: u32) -> Result<(), FsError> {
         let file = self.handle(fh)?;
         let changed = file.changed.load(Ordering::Acquire);
-        if !changed || (file.opener.is_some() && thread_group_of(pid) != file.opener) {
+        // A thread group's leader is its own id: most closes need no look in /proc.
+        let by_opener = || file.opener == Some(pid) || thread_group_of(pid) == file.opener;
+        if !changed || (file.opener.is_some() && !by_opener()) {
             return Ok(());
         }
         match &file.writer {

@@ -32,6 +32,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -245,6 +246,8 @@ pub struct Journal {
     store: StoreId,
     /// This daemon's emptied entries, locked, for new ones.
     spares: Mutex<Vec<Entry>>,
+    /// The daemon is ending: entries that finish now are removed, not kept as spares.
+    closing: AtomicBool,
 }
 
 /// An entry's open files: the data file (locked by its holder) and the log (appending).
@@ -277,7 +280,12 @@ pub struct Claimed {
 
 impl Journal {
     pub fn new(cache_dir: &Path, store: StoreId) -> Journal {
-        Journal { dir: cache_dir.join(WRITES_DIR), store, spares: Mutex::new(Vec::new()) }
+        Journal {
+            dir: cache_dir.join(WRITES_DIR),
+            store,
+            spares: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -402,6 +410,9 @@ impl Journal {
     /// Ends entry `entry`: emptied (the log first: it is no entry from then on) and kept
     /// as a spare, or removed when there are spares enough or it cannot be emptied.
     pub fn finish(&self, entry: Entry) {
+        if self.is_closing() {
+            return self.remove(&entry.id);
+        }
         let emptied = entry.log.set_len(0).and_then(|()| entry.data.set_len(0));
         let mut spares = self.spares.lock().unwrap_or_else(|e| e.into_inner());
         if emptied.is_ok() && spares.len() < MAX_SPARES {
@@ -438,12 +449,19 @@ impl Journal {
         std::fs::remove_file(self.dir.join(RESERVE_FILE)).is_ok()
     }
 
-    /// Removes this daemon's spares: when it ends, its writers done.
+    /// Removes this daemon's spares: when it ends, its writers done. Entries finished
+    /// from then on are removed too.
     pub fn remove_spares(&self) {
+        self.closing.store(true, Ordering::Release);
         let spares = std::mem::take(&mut *self.spares.lock().unwrap_or_else(|e| e.into_inner()));
         for spare in spares {
             self.remove(&spare.id);
         }
+    }
+
+    /// Whether the daemon is ending (see [`Journal::remove_spares`]).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// Removes entry `id`'s files.
