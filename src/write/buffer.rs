@@ -60,6 +60,10 @@ pub struct Uploaded {
 /// when other clients keep replacing it (each time: a HEAD and a GET).
 const REBASE_TRIES: u32 = 20;
 
+/// Files up to this size are made durable at a write-back close with their bytes in the
+/// journal's log (one sync instead of two).
+const LOGGED_CONTENTS_MAX: u64 = 64 << 10;
+
 /// Why an upload did not store the file.
 enum UploadError {
     Store(ObjectError),
@@ -1025,7 +1029,13 @@ impl WriteBuffer {
         }
         self.staging()?;
         self.state = State::Closed;
-        if let Err(e) = self.save_record(true).await {
+        let saved = match (&self.staging, self.size) {
+            (Some(staging), size) if size <= LOGGED_CONTENTS_MAX && self.all_staged() => {
+                staging.save_with_contents(self.record(), size).await
+            }
+            _ => self.save_record(true).await,
+        };
+        if let Err(e) = saved {
             warn!(key = %self.key, "cannot make the file durable in the cache directory ({e}): uploading it now");
             self.state = State::Open;
             Box::pin(self.flush()).await?;

@@ -12,7 +12,8 @@
 //!   upload may replace, the metadata, the upload in progress, the entry's [`State`]); the
 //!   last whole one is the entry's. `p NUMBER ETAG` lists a part of the upload whose bytes
 //!   left the staging file, `P` forgets those listed before (a new upload): the record
-//!   does not repeat them, so a long stream's log grows by a line per part.
+//!   does not repeat them, so a long stream's log grows by a line per part. `d BASE64`
+//!   holds a small file's bytes, whole, as of the record on the next line.
 //!
 //! A log with no record is no entry (yet): one being made, or a spare. Entries are made
 //! from spares when there are some: a finished entry's files are emptied and kept (still
@@ -24,8 +25,11 @@
 //! Against a crash of the daemon, writes to the page cache suffice. Against a reboot,
 //! an entry is fsynced before the state it records is relied on (when a write-back close
 //! returns): its data, and only then is the record appended and the log (and, once, the
-//! directory) synced, so a closed file's record never reaches the disk before its bytes. Parts of a stream given back from the
-//! staging file need only the log (which lists them) durable before their holes.
+//! directory) synced, so a closed file's record never reaches the disk before its bytes. A
+//! small file's bytes go in the log with its record instead, and one sync of the log does;
+//! a later record that relies on them (closed or failed) syncs the staging file first.
+//! Parts of a stream given back from the staging file need only the log (which lists
+//! them) durable before their holes.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -36,6 +40,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use crate::store::{CompletedPart, Precondition, PutOptions};
@@ -181,17 +187,24 @@ pub fn has_unsaved(ops: &[LogOp]) -> bool {
 struct Replayed {
     record: Option<Record>,
     ops: Vec<LogOp>,
+    /// The file's bytes, whole, logged with the record (see [`contents_line`]).
+    contents: Option<Vec<u8>>,
 }
 
 fn replay(text: &str) -> Replayed {
-    let mut replayed = Replayed { record: None, ops: Vec::new() };
+    let mut replayed = Replayed { record: None, ops: Vec::new(), contents: None };
     let mut released = BTreeMap::new();
+    let mut contents = None;
     for line in text.split_inclusive('\n') {
         let Some(line) = line.strip_suffix('\n') else { break };
         if let Some(json) = line.strip_prefix("r ") {
             let Ok(mut record) = serde_json::from_str::<Record>(json) else { break };
             record.released = released.values().cloned().collect();
             replayed.record = Some(record);
+            replayed.contents = contents.take();
+        } else if let Some(encoded) = line.strip_prefix("d ") {
+            let Ok(bytes) = BASE64.decode(encoded) else { break };
+            contents = Some(bytes);
         } else if let Some(part) = line.strip_prefix("p ") {
             let Some((number, etag)) = part.split_once(' ') else { break };
             let Ok(number) = number.parse() else { break };
@@ -204,6 +217,18 @@ fn replay(text: &str) -> Replayed {
         }
     }
     replayed
+}
+
+/// The line that logs a file's bytes, whole, with the record that follows it: a small
+/// file's write-back close is then durable with one sync, of the log, instead of two (the
+/// staging file's, then the log's). Claiming the entry writes them back to its staging
+/// file.
+pub fn contents_line(bytes: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(bytes.len() * 4 / 3 + 8);
+    line.extend_from_slice(b"d ");
+    line.extend_from_slice(BASE64.encode(bytes).as_bytes());
+    line.push(b'\n');
+    line
 }
 
 /// What an entry's log lists of the released parts: number to ETag, `None` when unknown
@@ -341,8 +366,16 @@ impl Journal {
         if !try_lock(&data) {
             return Ok(None);
         }
-        let Replayed { record, ops } = self.read_log(id);
+        let Replayed { record, ops, contents } = self.read_log(id);
         let record = record.ok_or_else(|| std::io::Error::other("the entry has no record"))?;
+        if let Some(bytes) = contents {
+            // The staging file may have lost them (a reboot before the page cache was
+            // written back): the log holds them, durably.
+            use std::os::unix::fs::FileExt;
+            data.set_len(0)?;
+            data.write_all_at(&bytes, 0)?;
+            data.sync_data()?;
+        }
         Ok(Some(Claimed { id: id.to_string(), record, data, ops }))
     }
 
@@ -584,6 +617,40 @@ mod tests {
         log.truncate(log.len() - 5);
         let torn = replay(std::str::from_utf8(&log).unwrap()).record.unwrap();
         assert_eq!((torn.upload_id.as_deref(), torn.released.len()), (Some("u1"), 3));
+    }
+
+    #[test]
+    fn logged_contents_belong_to_the_next_record_and_a_claim_writes_them_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::new(dir.path(), StoreId::default());
+        let entry = journal.new_entry().unwrap();
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+        let mut log = LogOp::Begin { size: 0, base_limit: 0, must_upload: true }.line().into_bytes();
+        log.extend(LogOp::Write { offset: 0, len: 5000 }.line().into_bytes());
+        log.extend(contents_line(&bytes));
+        log.extend(record_lines(&mut None, &record("small", State::Closed)).unwrap());
+        append_bytes(&entry.log, &log).unwrap();
+        let replayed = replay(std::str::from_utf8(&log).unwrap());
+        assert_eq!(replayed.contents.as_deref(), Some(&bytes[..]));
+
+        // A later record without them (the upload stored the file) has none; one cut
+        // short leaves the record before, with its contents.
+        let mut later = log.clone();
+        later.extend(record_lines(&mut None, &record("small", State::Open)).unwrap());
+        assert_eq!(replay(std::str::from_utf8(&later).unwrap()).contents, None);
+        let mut torn = log.clone();
+        torn.extend(contents_line(b"newer"));
+        torn.extend(b"r {\"store\"");
+        let replayed = replay(std::str::from_utf8(&torn).unwrap());
+        assert_eq!((replayed.record.unwrap().state, replayed.contents.as_deref()), (State::Closed, Some(&bytes[..])));
+
+        // The staging file lost its bytes (a reboot before they were written back).
+        entry.data.set_len(3).unwrap();
+        let id = entry.id.clone();
+        drop(entry);
+        let claimed = journal.claim(&id).unwrap().expect("the writer is gone");
+        assert_eq!(std::fs::read(journal.path(&id, "data")).unwrap(), bytes);
+        assert_eq!(claimed.ops[1], LogOp::Write { offset: 0, len: 5000 });
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::journal::{
-    append, append_bytes, disk_bytes, listing, record_lines, Entry, Journal, LogOp, LoggedParts, Record,
+    append, append_bytes, contents_line, disk_bytes, listing, record_lines, Entry, Journal, LogOp, LoggedParts, Record,
+    State,
 };
 use super::space::StagingSpace;
 
@@ -25,6 +26,9 @@ pub struct StagingFile {
     logged: Mutex<LoggedParts>,
     /// The entry's directory entries are durable.
     dir_durable: Arc<AtomicBool>,
+    /// The last durable record logged the file's bytes, which the staging file may not
+    /// hold on disk yet.
+    contents_unsynced: AtomicBool,
     /// Set when the entry must outlive the handle (its data is not stored).
     keep: AtomicBool,
     space: Arc<StagingSpace>,
@@ -76,6 +80,7 @@ impl StagingFile {
             log: Arc::new(entry.log),
             logged: Mutex::new(logged),
             dir_durable: Arc::new(AtomicBool::new(entry.dir_durable)),
+            contents_unsynced: AtomicBool::new(false),
             keep: AtomicBool::new(false),
             space: space.clone(),
             charged: AtomicU64::new(0),
@@ -141,32 +146,9 @@ impl StagingFile {
     }
 
     /// Reads `len` bytes at `offset`; a hole or the end of the file reads as zeros.
-    /// Straight into the buffer's spare room: zeroing a part's worth of memory first
-    /// was a twentieth of a streamed write's CPU.
     pub async fn read_at(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
         let file = self.file.clone();
-        blocking(move || {
-            let mut buf: Vec<u8> = Vec::with_capacity(len);
-            while buf.len() < len {
-                let done = buf.len();
-                let at = (offset + done as u64) as libc::off_t;
-                let spare = &mut buf.spare_capacity_mut()[..len - done];
-                // SAFETY: pread writes at most `spare.len()` bytes into memory the vector
-                // owns, and the vector's length then covers only the `n` bytes written.
-                let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
-                match n {
-                    0 => break,
-                    n if n > 0 => unsafe { buf.set_len(done + n as usize) },
-                    _ => match std::io::Error::last_os_error() {
-                        e if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        e => return Err(e),
-                    },
-                }
-            }
-            buf.resize(len, 0);
-            Ok(buf)
-        })
-        .await
+        blocking(move || read_or_zeros(&file, offset, len)).await
     }
 
     pub async fn set_len(&self, len: u64) -> std::io::Result<()> {
@@ -196,6 +178,12 @@ impl StagingFile {
         self.append_record(record, if durable { Sync::DataThenLog } else { Sync::None }).await
     }
 
+    /// Records `record` durably with the file's `size` bytes in the log beside it (see
+    /// [`contents_line`]): one sync, of the log, where [`StagingFile::save`] needs two.
+    pub async fn save_with_contents(&self, record: Record, size: u64) -> std::io::Result<()> {
+        self.append_record(record, Sync::LogWithContents { size }).await
+    }
+
     /// Records `record` durably, without syncing the data: a release of stored parts
     /// relies only on the log (which lists them; the upload holds those parts) being on
     /// disk before their holes are. Syncing the staged bytes too wrote the whole stream
@@ -208,13 +196,29 @@ impl StagingFile {
     /// Appends `record` to the log and waits for what `sync` names to be on disk (with
     /// the log, the directory once).
     async fn append_record(&self, record: Record, sync: Sync) -> std::io::Result<()> {
-        let lines = self.record_lines(&record)?;
+        let record_lines = self.record_lines(&record)?;
         let (file, log, dir_durable) = (self.file.clone(), self.log.clone(), self.dir_durable.clone());
         let dir = self.journal.dir().to_path_buf();
+        // Bytes an earlier record logged are not synced in the staging file: a record
+        // that relies on them there (a closed or failed file's) syncs them first.
+        let relies_on_data = matches!(record.state, State::Closed | State::Failed);
+        let sync_data = match sync {
+            Sync::DataThenLog => true,
+            Sync::LogWithContents { .. } => false,
+            Sync::None | Sync::Log => relies_on_data && self.contents_unsynced.load(Ordering::Acquire),
+        };
         let appended = blocking(move || {
-            if sync == Sync::DataThenLog {
+            if sync_data {
                 file.sync_data()?;
             }
+            let lines = match sync {
+                Sync::LogWithContents { size } => {
+                    let mut lines = contents_line(&read_or_zeros(&file, 0, size as usize)?);
+                    lines.extend(record_lines);
+                    lines
+                }
+                _ => record_lines,
+            };
             append_bytes(&log, &lines)?;
             if sync == Sync::None {
                 return Ok(());
@@ -227,9 +231,14 @@ impl StagingFile {
             Ok(())
         })
         .await;
-        if appended.is_err() {
-            // What the log lists is unknown now: the next record lists every part again.
-            *self.logged.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        match (&appended, sync) {
+            (Err(_), _) => {
+                // What the log lists is unknown now: the next record lists every part again.
+                *self.logged.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            }
+            (Ok(()), Sync::LogWithContents { .. }) => self.contents_unsynced.store(true, Ordering::Release),
+            (Ok(()), _) if sync_data => self.contents_unsynced.store(false, Ordering::Release),
+            _ => {}
         }
         appended
     }
@@ -245,6 +254,10 @@ impl StagingFile {
 enum Sync {
     None,
     Log,
+    /// The log, with the file's first `size` bytes logged before the record.
+    LogWithContents {
+        size: u64,
+    },
     /// The data before the record is appended: the record must not reach the disk before
     /// the bytes it speaks for (the page cache may write the log back at any moment), or a
     /// reboot could find a closed file whose bytes are not there.
@@ -283,6 +296,31 @@ impl Drop for StagingFile {
             _ => end(),
         }
     }
+}
+
+/// `len` bytes of `file` at `offset`, a hole or the end of the file read as zeros.
+/// Straight into the buffer's spare room: zeroing a part's worth of memory first was a
+/// twentieth of a streamed write's CPU.
+fn read_or_zeros(file: &File, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let at = (offset + done as u64) as libc::off_t;
+        let spare = &mut buf.spare_capacity_mut()[..len - done];
+        // SAFETY: pread writes at most `spare.len()` bytes into memory the vector owns,
+        // and the vector's length then covers only the `n` bytes written.
+        let n = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len(), at) };
+        match n {
+            0 => break,
+            n if n > 0 => unsafe { buf.set_len(done + n as usize) },
+            _ => match std::io::Error::last_os_error() {
+                e if e.kind() == std::io::ErrorKind::Interrupted => {}
+                e => return Err(e),
+            },
+        }
+    }
+    buf.resize(len, 0);
+    Ok(buf)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> std::io::Result<T> + Send + 'static) -> std::io::Result<T> {
@@ -343,6 +381,28 @@ mod tests {
         let spare = journal.new_entry().unwrap();
         assert_eq!(spare.id, id, "its files are a spare");
         assert_eq!(spare.log.metadata().unwrap().len() + spare.data.metadata().unwrap().len(), 0);
+    }
+
+    #[tokio::test]
+    async fn bytes_saved_with_the_record_come_back_to_a_staging_file_that_lost_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::new(dir.path(), StoreId::default()));
+        let begin = LogOp::Begin { size: 0, base_limit: 0, must_upload: true };
+        let f = StagingFile::create(&journal, &Arc::default(), &record("k"), begin).unwrap();
+        f.write_at(0, bytes::Bytes::from_static(b"small file"), true).await.unwrap();
+        f.save_with_contents(Record { state: State::Closed, ..record("k") }, 12).await.unwrap();
+        f.keep();
+        let id = f.id.clone();
+        drop(f);
+        // A reboot before the page cache wrote the staging file back.
+        File::options().write(true).open(journal.path(&id, "data")).unwrap().set_len(0).unwrap();
+        let claimed = journal.claim(&id).unwrap().unwrap();
+        assert_eq!(claimed.record.state, State::Closed);
+        assert_eq!(
+            std::fs::read(journal.path(&id, "data")).unwrap(),
+            b"small file\0\0",
+            "a size past the end reads as zeros"
+        );
     }
 
     #[tokio::test]

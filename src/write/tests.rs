@@ -231,6 +231,28 @@ async fn a_write_back_close_survives_the_writer_and_the_next_recovery_uploads_it
 }
 
 #[tokio::test]
+async fn a_small_file_closed_with_write_back_has_its_bytes_logged_with_its_record_and_is_recovered() {
+    let f = fixture(16 << 10, no_retries());
+    let data = bytes(6 << 10, 7);
+    let w = f.writer_over("note", None, Precondition::Absent);
+    w.write(0, data.clone()).await.unwrap();
+    w.commit().await.unwrap();
+    drop(w);
+    writers_gone(&f).await;
+    let entry = f.cfg.journal.list().unwrap().remove(0);
+    assert_eq!(entry.record.state, State::Closed);
+    let log = std::fs::read_to_string(f.cfg.journal.path(&entry.id, "log")).unwrap();
+    let kinds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    // The close's record follows the bytes; the writer's end added one more (which synced
+    // the staging file first: it relies on it).
+    assert_eq!(kinds, ["b", "r", "w", "d", "r", "r"], "{log}");
+    let done = recover(f.store.clone(), f.cfg.clone(), KEEP).await;
+    assert_eq!(done, Recovered { uploaded: 1, ..Recovered::default() });
+    assert!(f.memory.object("note").unwrap().data.as_ref() == data.as_slice());
+    assert!(f.cfg.journal.list().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_file_open_when_its_writer_died_is_kept_not_published_and_its_upload_aborted() {
     let f = fixture(16 << 10, no_retries());
     f.memory.put_object("big", b"old".to_vec().into(), &PutOptions::default()).await.unwrap();
