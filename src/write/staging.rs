@@ -279,13 +279,14 @@ impl Drop for StagingFile {
         let unshared = Arc::strong_count(&self.file) == 1 && Arc::strong_count(&self.log) == 1;
         let files = unshared.then(|| self.file.try_clone().and_then(|data| Ok((data, self.log.try_clone()?))));
         let id = std::mem::take(&mut self.id);
+        let entry = match files {
+            Some(Ok((data, log))) => Ok(Entry { id, data, log, dir_durable: self.dir_durable.load(Ordering::Acquire) }),
+            _ => Err(id),
+        };
         let journal = self.journal.clone();
-        let end = match files {
-            Some(Ok((data, log))) => {
-                let entry = Entry { id, data, log, dir_durable: self.dir_durable.load(Ordering::Acquire) };
-                Box::new(move || journal.finish(entry)) as Box<dyn FnOnce() + Send>
-            }
-            _ => Box::new(move || journal.remove(&id)),
+        let end = move || match entry {
+            Ok(entry) => journal.finish(entry),
+            Err(id) => journal.remove(&id),
         };
         // Freeing a large file's blocks is disk work for the blocking pool, not a runtime
         // worker; a small file's take less than the trip there (a thread woken for every
