@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one command that runs every test: installs what the tests need (FUSE tools, gio,
+# The one command that runs every test: installs what the tests need (FUSE tools, gio, getfattr,
 # moto, pjdfstest; Rust must already be there), then runs the whole workspace's tests. Needs root
 # (or a user allowed to mount FUSE filesystems; tests/pjdfstest.rs needs root) and /dev/fuse.
 set -euo pipefail
@@ -13,6 +13,7 @@ command -v sha256sum >/dev/null || missing+=(coreutils)
 command -v find >/dev/null || missing+=(findutils)
 command -v rsync >/dev/null || missing+=(rsync)
 command -v gio >/dev/null || missing+=(libglib2.0-bin)
+command -v getfattr >/dev/null || missing+=(attr)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     as_root apt-get update -qq
