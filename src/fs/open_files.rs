@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -36,11 +37,38 @@ pub(super) struct OpenFile {
     /// fchmod, futimens): until then its close is not the end of any change, and stores
     /// nothing.
     pub(super) changed: std::sync::atomic::AtomicBool,
-    /// The process that opened the file (its thread group id).
-    pub(super) opener: Option<u32>,
+    /// The process that opened the file.
+    pub(super) opener: Opener,
     /// Opened with O_APPEND: every write goes to the end of the file as this mount knows
     /// it (the kernel's idea of the size may predate another client's append).
     pub(super) append: bool,
+}
+
+/// The process that opened a file, known by the opening thread's id and looked up in
+/// /proc only when another thread asks: most closes come from the thread that opened.
+pub(super) struct Opener {
+    thread: u32,
+    process: OnceLock<Option<u32>>,
+}
+
+impl Opener {
+    pub(super) fn new(thread: u32) -> Opener {
+        Opener { thread, process: OnceLock::new() }
+    }
+
+    /// The opener's thread group id; `None` once its opening thread is gone.
+    pub(super) fn process(&self) -> Option<u32> {
+        *self.process.get_or_init(|| thread_group_of(self.thread))
+    }
+
+    /// Whether `thread` belongs to the opener's process; `None` when that cannot be told.
+    pub(super) fn is(&self, thread: u32) -> Option<bool> {
+        if thread == self.thread {
+            return Some(true);
+        }
+        let process = self.process()?;
+        Some(thread_group_of(thread) == Some(process))
+    }
 }
 
 impl Fs {
@@ -124,7 +152,7 @@ impl Fs {
             reader: parking_lot::Mutex::new(reader),
             writer,
             changed: Default::default(),
-            opener: thread_group_of(pid),
+            opener: Opener::new(pid),
             append: append && write,
         };
         let fh = self.add_handle(file);
@@ -198,13 +226,12 @@ impl Fs {
             }
         };
         self.inodes.remember(&inode);
-        let opener = thread_group_of(pid);
         let file = OpenFile {
             ino: inode.ino,
             reader: Default::default(),
             writer: Some(writer),
             changed: Default::default(),
-            opener,
+            opener: Opener::new(pid),
             append: false,
         };
         let fh = self.add_handle(file);
@@ -269,7 +296,7 @@ impl Fs {
         }
         let Some(process) = thread_group_of(by.pid) else { return };
         for file in self.files.iter() {
-            if file.ino == ino && file.writer.is_some() && file.opener == Some(process) {
+            if file.ino == ino && file.writer.is_some() && file.opener.process() == Some(process) {
                 file.changed.store(true, Ordering::Release);
             }
         }
@@ -380,9 +407,7 @@ impl Fs {
     pub async fn flush(&self, fh: u64, pid: u32) -> Result<(), FsError> {
         let file = self.handle(fh)?;
         let changed = file.changed.load(Ordering::Acquire);
-        // A thread group's leader is its own id: most closes need no look in /proc.
-        let by_opener = || file.opener == Some(pid) || thread_group_of(pid) == file.opener;
-        if !changed || (file.opener.is_some() && !by_opener()) {
+        if !changed || file.opener.is(pid) == Some(false) {
             return Ok(());
         }
         match &file.writer {

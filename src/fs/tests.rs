@@ -233,7 +233,7 @@ async fn an_account_has_buckets_at_the_top_and_nothing_else() {
 }
 
 #[test]
-fn a_threads_process_is_its_thread_group() {
+fn a_descriptor_opened_by_a_thread_belongs_to_its_process() {
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -244,8 +244,14 @@ fn a_threads_process_is_its_thread_group() {
     let tid = tid_rx.recv().unwrap();
     assert_ne!(tid, std::process::id(), "a spawned thread has an id of its own");
     assert_eq!(super::thread_group_of(tid), Some(std::process::id()));
+    let opener = super::open_files::Opener::new(tid);
+    assert_eq!(opener.is(tid), Some(true), "the opening thread");
+    assert_eq!(opener.is(std::process::id()), Some(true), "another thread of its process");
+    assert_eq!(opener.is(1), Some(false), "another process");
     drop(done_tx);
     thread.join().unwrap();
+    let gone = super::open_files::Opener::new(tid);
+    assert_eq!(gone.is(std::process::id()), None, "an opener whose thread is gone cannot be told");
 }
 
 #[tokio::test]
