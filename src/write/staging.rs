@@ -283,18 +283,35 @@ impl Drop for StagingFile {
             Some(Ok((data, log))) => Ok(Entry { id, data, log, dir_durable: self.dir_durable.load(Ordering::Acquire) }),
             _ => Err(id),
         };
-        let journal = self.journal.clone();
-        let end = move || match entry {
-            Ok(entry) => journal.finish(entry),
-            Err(id) => journal.remove(&id),
-        };
+        let end = EntryEnd { journal: self.journal.clone(), entry: Some(entry) };
         // Freeing a large file's blocks is disk work for the blocking pool, not a runtime
         // worker; a small file's take less than the trip there (a thread woken for every
-        // small file cost a tenth of their rate). Done here, too, when the daemon is
-        // ending: a task still queued then is dropped, and its files left behind.
+        // small file cost a tenth of their rate). Done here when the daemon is ending.
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if held > LARGE_ENTRY && !self.journal.is_closing() => drop(runtime.spawn_blocking(end)),
-            _ => end(),
+            Ok(runtime) if held > LARGE_ENTRY && !self.journal.is_closing() => {
+                drop(runtime.spawn_blocking(move || drop(end)))
+            }
+            _ => drop(end),
+        }
+    }
+}
+
+/// The end of a dropped staging file's entry: finished (kept as a spare) or removed, when
+/// this is dropped. That is in the blocking pool's task, or, when the runtime is shutting
+/// down (its pool then drops what it is sent unrun: a writer task dropped by the shutdown
+/// of `xosfs recover`'s runtime), as that task is dropped. Either way the entry does not
+/// outlive its file, to be listed as unsaved data and published again.
+struct EntryEnd {
+    journal: Arc<Journal>,
+    entry: Option<Result<Entry, String>>,
+}
+
+impl Drop for EntryEnd {
+    fn drop(&mut self) {
+        match self.entry.take() {
+            Some(Ok(entry)) => self.journal.finish(entry),
+            Some(Err(id)) => self.journal.remove(&id),
+            None => {}
         }
     }
 }
@@ -382,6 +399,23 @@ mod tests {
         let spare = journal.new_entry().unwrap();
         assert_eq!(spare.id, id, "its files are a spare");
         assert_eq!(spare.log.metadata().unwrap().len() + spare.data.metadata().unwrap().len(), 0);
+    }
+
+    #[test]
+    fn a_large_entry_dropped_as_its_runtime_shuts_down_still_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::new(dir.path(), StoreId::default()));
+        let f = StagingFile::create(&journal, &Arc::default(), &record("big"), LogOp::Stored).unwrap();
+        assert!(f.take_room(2 * LARGE_ENTRY));
+        // A task holding the file is dropped by the runtime's shutdown, whose blocking pool
+        // no longer runs what is sent to it then.
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
+        runtime.spawn(async move {
+            let _held = f;
+            std::future::pending::<()>().await
+        });
+        drop(runtime);
+        assert!(journal.list().unwrap().is_empty(), "the entry outlived its staging file");
     }
 
     #[tokio::test]
