@@ -312,9 +312,9 @@ pub struct MountArgs {
     pub disk_cache: Option<PathBuf>,
 
     /// Disk the --disk-cache directory may take; least recently used blocks make room.
-    /// Suffixes K, M, G.
-    #[arg(long, value_name = "SIZE", default_value = "10G")]
-    pub disk_cache_size: String,
+    /// Suffixes K, M, G [default: 10G].
+    #[arg(long, value_name = "SIZE")]
+    pub disk_cache_size: Option<String>,
 
     /// Size of multipart upload parts (grows every 1,000 parts; 5M to 5G). Suffixes K, M, G.
     #[arg(long, value_name = "SIZE", default_value = "8M")]

@@ -40,6 +40,8 @@ pub enum ConfigError {
     BlockSize(String),
     #[error("--cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
     CacheSize { cache: String, block: String },
+    #[error("--disk-cache-size sizes the --disk-cache DIR, and none is given")]
+    DiskCacheSizeAlone,
     #[error("--disk-cache-size ({cache}) must hold at least 4 blocks (--block-size {block})")]
     DiskCacheSize { cache: String, block: String },
     #[error("{option} {value} is not a number of seconds (0 or more)")]
@@ -68,6 +70,9 @@ pub enum ConfigError {
 
 /// The source an account mount shows in the mount table when given no label.
 const DEFAULT_ACCOUNT_LABEL: &str = "xos";
+
+/// What `--disk-cache DIR` may take when `--disk-cache-size` does not say.
+const DEFAULT_DISK_CACHE_SIZE: &str = "10G";
 
 const CANNED_ACLS: &[&str] = &[
     "private",
@@ -369,9 +374,13 @@ impl Config {
             Some(down) => parse_size("--max-prefetch", &cli.max_prefetch)?.min(down.max(block_size)),
             None => parse_size("--max-prefetch", &cli.max_prefetch)?,
         };
-        let disk_cache_size = parse_size("--disk-cache-size", &cli.disk_cache_size)?;
+        if cli.disk_cache_size.is_some() && cli.disk_cache.is_none() {
+            return Err(ConfigError::DiskCacheSizeAlone);
+        }
+        let disk_cache_size_given = cli.disk_cache_size.unwrap_or_else(|| DEFAULT_DISK_CACHE_SIZE.into());
+        let disk_cache_size = parse_size("--disk-cache-size", &disk_cache_size_given)?;
         if disk_cache_size < 4 * block_size {
-            return Err(ConfigError::DiskCacheSize { cache: cli.disk_cache_size, block: cli.block_size });
+            return Err(ConfigError::DiskCacheSize { cache: disk_cache_size_given, block: cli.block_size });
         }
         let buffer = parse_size("--write-buffer", &cli.write_buffer)?;
         let copy_threshold = parse_size("--copy-threshold", &cli.copy_threshold)?;

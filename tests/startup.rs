@@ -23,20 +23,31 @@ fn assert_fails(out: &Output, code: i32, needle: &str, mountpoint: &Path) {
     assert!(!is_mounted(mountpoint), "a failed start left a mount behind");
 }
 
-#[test]
-fn endpoint_without_scheme_is_refused() {
+/// Asserts that the bucket mounted with `args` (on a fresh mount point, against a
+/// running server) is refused as a usage error, its line containing `needle`.
+fn refused(args: &[&str], needle: &str) {
     let server = Server::memory();
     let mp = tempfile::tempdir().unwrap();
-    let out = run(server.xosfs().args([BUCKET, mp.path().to_str().unwrap(), "--endpoint", "xos.example.com"]));
-    assert_fails(&out, 2, "is not a URL with http:// or https://", mp.path());
+    let out = run(server.xosfs().args([BUCKET, mp.path().to_str().unwrap()]).args(args));
+    assert_fails(&out, 2, needle, mp.path());
+}
+
+#[test]
+fn endpoint_without_scheme_is_refused() {
+    refused(&["--endpoint", "xos.example.com"], "is not a URL with http:// or https://");
 }
 
 #[test]
 fn unknown_option_is_refused_by_name() {
-    let server = Server::memory();
-    let mp = tempfile::tempdir().unwrap();
-    let out = run(server.xosfs().args([BUCKET, mp.path().to_str().unwrap(), "-o", "path_style,no_such_thing=1"]));
-    assert_fails(&out, 2, "unknown mount option 'no_such_thing'", mp.path());
+    refused(&["-o", "path_style,no_such_thing=1"], "unknown mount option 'no_such_thing'");
+}
+
+#[test]
+fn a_disk_cache_size_without_a_disk_cache_is_refused() {
+    refused(
+        &["-o", "path_style,disk_cache_size=1G"],
+        "--disk-cache-size sizes the --disk-cache DIR, and none is given",
+    );
 }
 
 #[test]
