@@ -221,8 +221,8 @@ impl Fs {
 
     /// Whether no file here can have the attribute `name`: only `user.*` ones are kept.
     /// `ls -l` and `cp` ask for security.* and system.posix_acl_* of every file; the
-    /// answer needs neither the file nor a wait.
-    pub fn never_has_xattr(name: &str) -> bool {
+    /// answer needs neither the file nor a wait (so it ends at the first poll).
+    fn never_has_xattr(name: &str) -> bool {
         !name.starts_with("user.")
     }
 

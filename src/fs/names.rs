@@ -38,9 +38,8 @@ impl Fs {
         Ok(self.found(&inode))
     }
 
-    /// What [`Fs::lookup`] answers without asking the store, `None` when it must ask:
-    /// cheap enough to answer on the thread that received the request.
-    pub fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<Attr, FsError>> {
+    /// What [`Fs::lookup`] answers without asking the store, `None` when it must ask.
+    pub(super) fn lookup_cached(&self, parent: u64, name: &str) -> Option<Result<Attr, FsError>> {
         let dir = match self.inode(parent) {
             Ok(dir) if dir.kind != Kind::Directory => return Some(Err(FsError::NotDirectory)),
             Ok(dir) => dir,
@@ -178,7 +177,7 @@ impl Fs {
     }
 
     /// What [`Fs::getattr`] answers without asking the store, `None` when it must ask.
-    pub fn getattr_cached(&self, ino: u64) -> Option<Result<Attr, FsError>> {
+    fn getattr_cached(&self, ino: u64) -> Option<Result<Attr, FsError>> {
         let inode = match self.inode(ino) {
             Ok(inode) => inode,
             Err(e) => return Some(Err(e)),
