@@ -238,6 +238,11 @@ impl Fs {
         &self.cfg
     }
 
+    /// Whether deletes are queued (`--write-back`): unlink then answers without a wait.
+    pub fn queues_deletes(&self) -> bool {
+        self.write_cfg.write_back
+    }
+
     /// Open file descriptors.
     pub fn open_handles(&self) -> usize {
         self.files.len()
