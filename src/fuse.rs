@@ -111,6 +111,18 @@ impl FuseAdapter {
             self.rt.spawn(task);
         }
     }
+
+    /// [`Self::serve`] when memory may answer, else [`Self::spawn`].
+    fn serve_if<F, Fut>(&self, memory_may_answer: bool, op: &'static str, ino: INodeNo, work: F)
+    where
+        F: FnOnce(Arc<Fs>, Ttls) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        match memory_may_answer {
+            true => self.serve(op, ino, work),
+            false => self.spawn(op, ino, work),
+        }
+    }
 }
 
 /// Clears the set-ID bits of `ino` for a writer without CAP_FSETID and, when there were
@@ -231,7 +243,8 @@ impl Filesystem for FuseAdapter {
         // As a truncate (see setattr): fuser does not pass the kernel's FUSE_OPEN_KILL_SUIDGID.
         let drop_set_id = truncate && req.uid() != 0;
         let notifier = self.notifier.clone();
-        self.serve("open", ino, move |fs, _| async move {
+        // Opening for writing asks the store for the version it replaces.
+        self.serve_if(!write, "open", ino, move |fs, _| async move {
             let result = async {
                 let opened = fs.open(ino.0, write, truncate, append, pid).await?;
                 if drop_set_id {
@@ -584,10 +597,7 @@ impl Filesystem for FuseAdapter {
             }
         };
         // Queued, the delete is memory's to answer; sent, it is the network's.
-        match self.fs.queues_deletes() {
-            true => self.serve("unlink", parent, work),
-            false => self.spawn("unlink", parent, work),
-        }
+        self.serve_if(self.fs.queues_deletes(), "unlink", parent, work);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
